@@ -1,0 +1,1 @@
+//! The Erlang Port Mapper Daemon: server, client and wire codec.
