@@ -2,3 +2,4 @@
 //!
 //! Layers, lowest first; a lower layer never imports a higher one (see ARCHITECTURE.md).
 pub mod epmd;
+pub mod router;

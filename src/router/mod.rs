@@ -1,0 +1,15 @@
+//! The `router` layer's core: topic names and filters, the topic trie, the cluster route table
+//! ("filter → nodes") and the local subscription table.
+//!
+//! Semantics follow MQTT 5.0 section 4.7 and EMQX 4 (`emqx_topic.erl`, `emqx_trie.erl`,
+//! `emqx_router.erl`); the route table is the `beamq_route` pg scope of DESIGN.md section 5.
+//! Nothing here does I/O or imports a lower layer.
+
+mod filter_trie;
+mod levels;
+pub mod topic;
+pub mod trie;
+
+pub use filter_trie::FilterTrie;
+pub use topic::{FilterLevel, Subscription, TopicError, TopicFilter, TopicName};
+pub use trie::{TopicTrie, TrieFull, ValueSet};

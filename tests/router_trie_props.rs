@@ -1,0 +1,147 @@
+//! Property tests: the topic trie against a brute-force matcher written from MQTT 5.0 section
+//! 4.7, and insert/remove sequences against a reference-count model.
+
+use beamq::router::{TopicFilter, TopicTrie};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Brute force, straight from the spec: compare level lists; `#` takes the rest (the parent
+/// level included), `+` one level (an empty one too); a leading wildcard never matches a topic
+/// starting with `$`.
+fn spec_match(filter: &str, topic: &str) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    let t: Vec<&str> = topic.split('/').collect();
+    if topic.starts_with('$') && (f[0] == "+" || f[0] == "#") {
+        return false;
+    }
+    fn go(f: &[&str], t: &[&str]) -> bool {
+        match (f.first(), t.first()) {
+            (Some(&"#"), _) => true,
+            (None, None) => true,
+            (Some(&"+"), Some(_)) => go(&f[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&f[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(&f, &t)
+}
+
+fn literal() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just(String::new()),
+        Just("$s".to_string()),
+        Just("ab".to_string()),
+    ]
+}
+
+fn topic() -> impl Strategy<Value = String> {
+    prop::collection::vec(literal(), 1..6).prop_map(|v| v.join("/"))
+}
+
+fn filter() -> impl Strategy<Value = String> {
+    let level = prop_oneof![3 => literal(), 1 => Just("+".to_string())];
+    (prop::collection::vec(level, 0..5), any::<bool>()).prop_filter_map(
+        "filter is non-empty",
+        |(mut levels, hash)| {
+            if hash {
+                levels.push("#".to_string());
+            }
+            let s = levels.join("/");
+            (!levels.is_empty() && !s.is_empty()).then_some(s)
+        },
+    )
+}
+
+fn trie_matches(t: &TopicTrie<u8>, topic: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    t.matches(topic, |f, _| {
+        assert!(out.insert(f.to_string()), "{f} reported twice for {topic}");
+    });
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn trie_agrees_with_brute_force(
+        filters in prop::collection::vec(filter(), 0..40),
+        topics in prop::collection::vec(topic(), 1..20),
+    ) {
+        let mut t = TopicTrie::new();
+        for f in &filters {
+            t.insert(&TopicFilter::new(f).unwrap(), 0u8).unwrap();
+        }
+        let distinct: BTreeSet<&String> = filters.iter().collect();
+        prop_assert_eq!(t.len(), distinct.len());
+        for topic in &topics {
+            let want: BTreeSet<String> = distinct
+                .iter()
+                .filter(|f| spec_match(f, topic))
+                .map(|f| f.to_string())
+                .collect();
+            prop_assert_eq!(trie_matches(&t, topic), want, "topic {}", topic);
+            // The filter's own brute-force check agrees too.
+            for f in &distinct {
+                prop_assert_eq!(
+                    TopicFilter::new(f).unwrap().matches(topic),
+                    spec_match(f, topic)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn insert_remove_keeps_counts(
+        ops in prop::collection::vec((any::<bool>(), filter(), 0u8..3), 1..120),
+        topics in prop::collection::vec(topic(), 1..10),
+    ) {
+        let mut t = TopicTrie::new();
+        let mut model: BTreeMap<String, BTreeMap<u8, u32>> = BTreeMap::new();
+        for (insert, f, v) in &ops {
+            if *insert {
+                let new = !model.contains_key(f);
+                *model.entry(f.clone()).or_default().entry(*v).or_default() += 1;
+                prop_assert_eq!(t.insert(&TopicFilter::new(f).unwrap(), *v), Ok(new));
+            } else {
+                let mut gone = false;
+                if let Some(vals) = model.get_mut(f) {
+                    if let Some(n) = vals.get_mut(v) {
+                        *n -= 1;
+                        if *n == 0 {
+                            vals.remove(v);
+                        }
+                    }
+                    if vals.is_empty() {
+                        model.remove(f);
+                        gone = true;
+                    }
+                }
+                prop_assert_eq!(t.remove(f, v), gone);
+            }
+            prop_assert_eq!(t.len(), model.len());
+        }
+        let stored: BTreeMap<String, BTreeMap<u8, u32>> = t
+            .filters()
+            .map(|(f, s)| (f.to_string(), s.iter_counts().map(|(v, n)| (*v, n)).collect()))
+            .collect();
+        prop_assert_eq!(&stored, &model);
+        for topic in &topics {
+            let want: BTreeSet<String> =
+                model.keys().filter(|f| spec_match(f, topic)).cloned().collect();
+            prop_assert_eq!(trie_matches(&t, topic), want);
+        }
+        // Removing everything leaves an empty trie with only the root node.
+        for (f, vals) in &model {
+            for (v, n) in vals {
+                for _ in 0..*n {
+                    t.remove(f, v);
+                }
+            }
+        }
+        prop_assert!(t.is_empty());
+        prop_assert_eq!(t.node_count(), 1);
+    }
+}
