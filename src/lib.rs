@@ -4,3 +4,4 @@
 pub mod dist;
 pub mod epmd;
 pub mod router;
+pub mod mqtt;
