@@ -3,5 +3,5 @@
 //! Layers, lowest first; a lower layer never imports a higher one (see ARCHITECTURE.md).
 pub mod dist;
 pub mod epmd;
-pub mod router;
 pub mod mqtt;
+pub mod router;

@@ -390,7 +390,11 @@ mod tests {
     #[test]
     fn terms_stay_small() {
         // Decoded memory per input byte is bounded by this; keep big variants boxed.
-        assert!(std::mem::size_of::<Term>() <= 48, "{}", std::mem::size_of::<Term>());
+        assert!(
+            std::mem::size_of::<Term>() <= 48,
+            "{}",
+            std::mem::size_of::<Term>()
+        );
     }
 
     #[test]

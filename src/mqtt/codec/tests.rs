@@ -40,7 +40,10 @@ fn v311_connect_minimal() {
     assert!(c.clean_start);
     assert_eq!(c.keep_alive, 60);
     assert!(c.client_id.is_empty());
-    assert_eq!(encode(&Packet::Connect(c.clone()), ProtocolVersion::V3_1_1), bytes);
+    assert_eq!(
+        encode(&Packet::Connect(c.clone()), ProtocolVersion::V3_1_1),
+        bytes
+    );
 }
 
 #[test]
@@ -53,7 +56,10 @@ fn v31_connect_uses_mqisdp() {
     };
     assert_eq!(c.protocol, ProtocolVersion::V3_1);
     assert_eq!(c.client_id, "id");
-    assert_eq!(encode(&Packet::Connect(c.clone()), ProtocolVersion::V3_1), bytes);
+    assert_eq!(
+        encode(&Packet::Connect(c.clone()), ProtocolVersion::V3_1),
+        bytes
+    );
 }
 
 #[test]
@@ -85,7 +91,10 @@ fn v5_connect_with_will_login_and_properties() {
     assert_eq!(&w.payload[..], b"by");
     assert_eq!(c.username.as_ref().unwrap(), "u");
     assert_eq!(c.password.as_deref(), Some(&b"pw"[..]));
-    assert_eq!(encode(&Packet::Connect(c.clone()), ProtocolVersion::V5), bytes);
+    assert_eq!(
+        encode(&Packet::Connect(c.clone()), ProtocolVersion::V5),
+        bytes
+    );
 }
 
 #[test]
