@@ -4,4 +4,5 @@
 pub mod dist;
 pub mod epmd;
 pub mod mqtt;
+pub mod node;
 pub mod router;

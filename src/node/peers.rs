@@ -1,0 +1,309 @@
+//! Connections to other nodes as the runtime sees them: up (a queue into that connection's
+//! writer), connecting (signals wait, bounded), or absent. A send, link, monitor or spawn
+//! request to an absent node starts a connection, as BEAM's auto-connect does
+//! (`lib/kernel/src/net_kernel.erl` `auto_connect`); exit and demonitor signals for an
+//! absent node are dropped, as `erts/emulator/beam/dist.c` drops them.
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::runtime::Node;
+use super::signal::{Outgoing, RemoteSignal};
+use crate::dist::etf::Atom;
+
+/// Signals kept for a node while its connection is being set up.
+pub const PENDING_CAP: usize = 65_536;
+/// Signals queued to one connection's writer before further ones are refused (and logged).
+pub const QUEUE_CAP: usize = 1_000_000;
+
+/// Opens a connection to a node (handshake included) and, on success, hands it to
+/// [`Node::peer_up`]; on failure returns an error and the runtime fires nodedown.
+pub trait Connector: Send + Sync + 'static {
+    /// Connects this node to `peer`.
+    fn connect(&self, node: Node, peer: Atom) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// The receiving end a connection's writer drains.
+#[derive(Debug)]
+pub struct PeerQueue {
+    rx: mpsc::UnboundedReceiver<RemoteSignal>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl PeerQueue {
+    /// The next signal to write; `None` when the runtime dropped the connection.
+    pub async fn recv(&mut self) -> Option<RemoteSignal> {
+        let s = self.rx.recv().await?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(s)
+    }
+
+    /// A signal ready now, without waiting (for batching writes).
+    pub fn try_recv(&mut self) -> Option<RemoteSignal> {
+        let s = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(s)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PeerLink {
+    id: u64,
+    hidden: bool,
+    tx: mpsc::UnboundedSender<RemoteSignal>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl PeerLink {
+    fn push(&self, node: Atom, s: RemoteSignal) {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAP {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                node = node.as_str(),
+                "connection queue full; signal dropped"
+            );
+            return;
+        }
+        if self.tx.send(s).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+enum PeerState {
+    Up(PeerLink),
+    Connecting {
+        pending: VecDeque<RemoteSignal>,
+        waiters: Vec<oneshot::Sender<bool>>,
+    },
+}
+
+/// Every peer connection of the node.
+#[derive(Default)]
+pub struct Peers {
+    inner: Mutex<PeersInner>,
+}
+
+#[derive(Default)]
+struct PeersInner {
+    map: HashMap<Atom, PeerState>,
+    connector: Option<Arc<dyn Connector>>,
+    next_id: u64,
+}
+
+impl RemoteSignal {
+    /// Signals that open a connection to an unconnected node (`erlang:send`, `link`,
+    /// `monitor`, `spawn_request` do on BEAM).
+    fn autoconnects(&self) -> bool {
+        matches!(
+            self,
+            RemoteSignal::Send { .. }
+                | RemoteSignal::RegSend { .. }
+                | RemoteSignal::AliasSend { .. }
+                | RemoteSignal::Link { .. }
+                | RemoteSignal::Monitor { .. }
+        )
+    }
+}
+
+impl Peers {
+    fn lock(&self) -> MutexGuard<'_, PeersInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets how outgoing connections are made (none: sends to unconnected nodes are dropped).
+    pub fn set_connector(&self, c: Arc<dyn Connector>) {
+        self.lock().connector = Some(c);
+    }
+
+    /// Queues `o` for its node, connecting first when needed and allowed.
+    pub(super) fn route(&self, node: &Node, o: Outgoing) {
+        let mut g = self.lock();
+        match g.map.get_mut(&o.node) {
+            Some(PeerState::Up(link)) => link.push(o.node, o.signal),
+            Some(PeerState::Connecting { pending, .. }) => {
+                if pending.len() < PENDING_CAP {
+                    pending.push_back(o.signal);
+                } else {
+                    tracing::warn!(node = o.node.as_str(), "pending queue full; signal dropped");
+                }
+            }
+            None if o.signal.autoconnects() => {
+                let mut pending = VecDeque::new();
+                pending.push_back(o.signal);
+                self.start_connect(&mut g, node, o.node, pending, Vec::new());
+            }
+            None => {}
+        }
+    }
+
+    fn start_connect(
+        &self,
+        g: &mut PeersInner,
+        node: &Node,
+        peer: Atom,
+        pending: VecDeque<RemoteSignal>,
+        waiters: Vec<oneshot::Sender<bool>>,
+    ) {
+        let Some(connector) = g.connector.clone() else {
+            drop(pending);
+            for w in waiters {
+                let _ = w.send(false);
+            }
+            let node = node.clone();
+            tokio::spawn(async move { node.table().nodedown(peer) });
+            return;
+        };
+        g.map
+            .insert(peer, PeerState::Connecting { pending, waiters });
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connector.connect(node.clone(), peer).await {
+                tracing::info!(peer = peer.as_str(), error = %e, "connect failed");
+                node.inner.peers.connect_failed(&node, peer);
+            }
+        });
+    }
+
+    /// Starts connecting to `peer` unless connected or connecting; the receiver fires
+    /// with the outcome (`net_kernel:connect_node/1`).
+    pub(super) fn connect(&self, node: &Node, peer: Atom) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let mut g = self.lock();
+        match g.map.get_mut(&peer) {
+            Some(PeerState::Up(_)) => {
+                let _ = tx.send(true);
+            }
+            Some(PeerState::Connecting { waiters, .. }) => waiters.push(tx),
+            None => self.start_connect(&mut g, node, peer, VecDeque::new(), vec![tx]),
+        }
+        rx
+    }
+
+    fn connect_failed(&self, node: &Node, peer: Atom) {
+        let state = {
+            let mut g = self.lock();
+            match g.map.get(&peer) {
+                Some(PeerState::Connecting { .. }) => g.map.remove(&peer),
+                _ => None,
+            }
+        };
+        if let Some(PeerState::Connecting { waiters, .. }) = state {
+            for w in waiters {
+                let _ = w.send(false);
+            }
+            node.table().nodedown(peer);
+        }
+    }
+
+    /// Registers a connection that finished its handshake; `None` when one is up already
+    /// (the caller closes the new one). Pending signals go first into the new queue.
+    pub(super) fn up(&self, peer: Atom, hidden: bool) -> Option<(u64, PeerQueue)> {
+        let mut g = self.lock();
+        if let Some(PeerState::Up(_)) = g.map.get(&peer) {
+            return None;
+        }
+        g.next_id += 1;
+        let id = g.next_id;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = PeerLink {
+            id,
+            hidden,
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        if let Some(PeerState::Connecting { pending, waiters }) =
+            g.map.insert(peer, PeerState::Up(link.clone()))
+        {
+            for s in pending {
+                link.push(peer, s);
+            }
+            for w in waiters {
+                let _ = w.send(true);
+            }
+        }
+        Some((
+            id,
+            PeerQueue {
+                rx,
+                queued: link.queued,
+            },
+        ))
+    }
+
+    /// Removes connection `id` to `peer`; false when another connection replaced it.
+    pub(super) fn down(&self, peer: Atom, id: u64) -> bool {
+        let mut g = self.lock();
+        match g.map.get(&peer) {
+            Some(PeerState::Up(link)) if link.id == id => {
+                g.map.remove(&peer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True when a connection to `peer` is up.
+    pub fn is_up(&self, peer: Atom) -> bool {
+        matches!(self.lock().map.get(&peer), Some(PeerState::Up(_)))
+    }
+
+    /// `(visible, hidden)` connected nodes.
+    pub(super) fn connected(&self) -> (Vec<Atom>, Vec<Atom>) {
+        let g = self.lock();
+        let mut visible = Vec::new();
+        let mut hidden = Vec::new();
+        for (n, s) in &g.map {
+            if let PeerState::Up(l) = s {
+                if l.hidden {
+                    hidden.push(*n);
+                } else {
+                    visible.push(*n);
+                }
+            }
+        }
+        visible.sort();
+        hidden.sort();
+        (visible, hidden)
+    }
+}
+
+impl Node {
+    /// Hands a connection that completed its handshake to the runtime: returns its id and
+    /// the queue its writer drains, or `None` if `peer` is connected already.
+    pub fn peer_up(&self, peer: Atom, hidden: bool) -> Option<(u64, PeerQueue)> {
+        let r = self.inner.peers.up(peer, hidden)?;
+        self.table().nodeup(peer);
+        tracing::info!(peer = peer.as_str(), hidden, "nodeup");
+        Some(r)
+    }
+
+    /// The connection `id` to `peer` ended: links and monitors across it fire `noconnection`.
+    pub fn peer_down(&self, peer: Atom, id: u64) {
+        if self.inner.peers.down(peer, id) {
+            tracing::info!(peer = peer.as_str(), "nodedown");
+            self.table().nodedown(peer);
+        }
+    }
+
+    /// Starts connecting to `peer` if not connected (for `monitor_node`).
+    pub(super) fn ensure_connected(&self, peer: Atom) {
+        drop(self.inner.peers.connect(self, peer));
+    }
+
+    /// `net_kernel:connect_node/1`: true once connected.
+    pub async fn connect(&self, peer: Atom) -> bool {
+        if peer == self.name() {
+            return true;
+        }
+        self.inner.peers.connect(self, peer).await.unwrap_or(false)
+    }
+
+    /// Sets how this node opens connections to others (auto-connect, `connect`).
+    pub fn set_connector(&self, c: Arc<dyn Connector>) {
+        self.inner.peers.set_connector(c);
+    }
+}
