@@ -1,3 +1,14 @@
 //! The distribution wire: ETF codec, distribution header and atom cache, fragments, control
-//! messages (`erts/doc/src/erl_dist_protocol.xml`, `erts/doc/src/erl_ext_dist.xml`).
+//! messages (`erts/doc/src/erl_dist_protocol.xml`, `erts/doc/src/erl_ext_dist.xml`); the
+//! handshake, framing, ticks, node names, cookies and the connection driver
+//! (`lib/kernel/src/dist_util.erl`).
+pub mod connection;
+pub mod cookie;
 pub mod etf;
+pub mod flags;
+pub mod frame;
+pub mod handshake;
+pub mod nodename;
+pub mod pending;
+pub mod setup;
+pub mod tick;
