@@ -8,6 +8,7 @@ pub mod etf;
 pub mod flags;
 pub mod frame;
 pub mod handshake;
+pub mod listener;
 pub mod nodename;
 pub mod pending;
 pub mod setup;
