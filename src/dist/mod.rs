@@ -3,13 +3,23 @@
 //! handshake, framing, ticks, node names, cookies and the connection driver
 //! (`lib/kernel/src/dist_util.erl`).
 pub mod connection;
+pub mod control;
+pub mod control_term;
 pub mod cookie;
 pub mod etf;
 pub mod flags;
+pub mod fragments;
 pub mod frame;
 pub mod handshake;
+pub mod header;
 pub mod listener;
+pub mod message;
 pub mod nodename;
 pub mod pending;
 pub mod setup;
 pub mod tick;
+
+#[cfg(test)]
+mod capture_tests;
+#[cfg(test)]
+mod control_tests;
