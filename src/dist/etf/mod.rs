@@ -15,6 +15,8 @@ pub mod tags;
 pub mod term;
 
 #[cfg(test)]
+mod eetf_tests;
+#[cfg(test)]
 mod golden_tests;
 
 pub use atom::{Atom, AtomError, MAX_ATOMS};
