@@ -10,6 +10,7 @@ pub mod etf;
 pub mod flags;
 pub mod fragments;
 pub mod frame;
+pub mod fuzz;
 pub mod handshake;
 pub mod header;
 pub mod listener;
