@@ -51,6 +51,7 @@ mod monitors;
 pub mod net_kernel;
 mod nodes;
 pub mod peers;
+pub mod pg;
 pub mod process;
 pub mod rex;
 pub mod runtime;

@@ -1,0 +1,178 @@
+//! A scope's membership table, the equivalent of the ETS table `pg.erl` keeps under the scope's
+//! name (`{Group, AllPids, LocalPids}`): written only by the scope process, read by anyone
+//! (`get_members/2` reads ETS without asking the scope). Subscribers get every change, in the
+//! order the scope applied them, as `pg:monitor_scope/1` monitors get `{Ref, join | leave,
+//! Group, Pids}` (`lib/kernel/src/pg.erl` `notify_group/5`).
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+
+use super::key::TermKey;
+use crate::dist::etf::{Pid, Term};
+
+/// One change of a group's members (pids with multiplicity: pg lets a process join a group
+/// several times, and each join needs its own leave).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Membership {
+    /// `pids` joined `group`.
+    Join {
+        /// The group.
+        group: Term,
+        /// The pids that joined (local or remote).
+        pids: Vec<Pid>,
+    },
+    /// `pids` left `group` (or went down, or their node's scope did).
+    Leave {
+        /// The group.
+        group: Term,
+        /// The pids that left.
+        pids: Vec<Pid>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    all: Vec<Pid>,
+    local: Vec<Pid>,
+}
+
+/// The table of one scope.
+#[derive(Debug, Default)]
+pub struct Groups {
+    map: HashMap<TermKey, Entry>,
+    subscribers: Vec<mpsc::UnboundedSender<Membership>>,
+}
+
+/// `A -- B` as Erlang computes it: each element of `b` removes its first occurrence in `a`.
+pub(super) fn subtract(a: &[Pid], b: &[Pid]) -> Vec<Pid> {
+    let mut out = a.to_vec();
+    for p in b {
+        if let Some(i) = out.iter().position(|x| x == p) {
+            out.remove(i);
+        }
+    }
+    out
+}
+
+impl Groups {
+    /// Every member of `group`, newest first (`pg:get_members/2`).
+    pub fn members(&self, group: &TermKey) -> Vec<Pid> {
+        self.map
+            .get(group)
+            .map(|e| e.all.clone())
+            .unwrap_or_default()
+    }
+
+    /// This node's members of `group` (`pg:get_local_members/2`).
+    pub fn local_members(&self, group: &TermKey) -> Vec<Pid> {
+        self.map
+            .get(group)
+            .map(|e| e.local.clone())
+            .unwrap_or_default()
+    }
+
+    /// Groups with at least one member (`pg:which_groups/1`).
+    pub fn groups(&self) -> Vec<Term> {
+        self.map.keys().map(|k| k.term().clone()).collect()
+    }
+
+    /// Groups with at least one local member (`pg:which_local_groups/1`).
+    pub fn local_groups(&self) -> Vec<Term> {
+        self.map
+            .iter()
+            .filter(|(_, e)| !e.local.is_empty())
+            .map(|(k, _)| k.term().clone())
+            .collect()
+    }
+
+    /// Every group with its members.
+    pub fn snapshot(&self) -> Vec<(Term, Vec<Pid>)> {
+        self.map
+            .iter()
+            .map(|(k, e)| (k.term().clone(), e.all.clone()))
+            .collect()
+    }
+
+    /// Adds a subscriber; what it gets starts after this snapshot.
+    pub fn subscribe(&mut self) -> (Vec<(Term, Vec<Pid>)>, mpsc::UnboundedReceiver<Membership>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.push(tx);
+        (self.snapshot(), rx)
+    }
+
+    fn notify(&mut self, event: Membership) {
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+
+    /// `join_local_update_ets/5`.
+    pub fn join_local(&mut self, group: &TermKey, pids: &[Pid]) {
+        let e = self.map.entry(group.clone()).or_default();
+        e.all.splice(0..0, pids.iter().copied());
+        e.local.splice(0..0, pids.iter().copied());
+        self.notify(Membership::Join {
+            group: group.term().clone(),
+            pids: pids.to_vec(),
+        });
+    }
+
+    /// `join_remote_update_ets/5`.
+    pub fn join_remote(&mut self, group: &TermKey, pids: &[Pid]) {
+        let e = self.map.entry(group.clone()).or_default();
+        e.all.splice(0..0, pids.iter().copied());
+        self.notify(Membership::Join {
+            group: group.term().clone(),
+            pids: pids.to_vec(),
+        });
+    }
+
+    /// `leave_local_update_ets/5`.
+    pub fn leave_local(&mut self, group: &TermKey, pids: &[Pid]) {
+        let Some(e) = self.map.get_mut(group) else {
+            return;
+        };
+        e.all = subtract(&e.all, pids);
+        e.local = subtract(&e.local, pids);
+        if e.all.is_empty() {
+            self.map.remove(group);
+        }
+        self.notify(Membership::Leave {
+            group: group.term().clone(),
+            pids: pids.to_vec(),
+        });
+    }
+
+    /// `leave_remote_update_ets/5` for one group.
+    pub fn leave_remote(&mut self, group: &TermKey, pids: &[Pid]) {
+        let Some(e) = self.map.get_mut(group) else {
+            return;
+        };
+        e.all = subtract(&e.all, pids);
+        if e.all.is_empty() && e.local.is_empty() {
+            self.map.remove(group);
+        }
+        self.notify(Membership::Leave {
+            group: group.term().clone(),
+            pids: pids.to_vec(),
+        });
+    }
+
+    /// A peer's `sync` changed its members of `group` from `old` to `new`
+    /// (`sync_groups/5`: `AllNewPids = Pids ++ AllOldPids -- OldPids`).
+    pub fn replace_remote(&mut self, group: &TermKey, old: &[Pid], new: &[Pid]) {
+        let e = self.map.entry(group.clone()).or_default();
+        let mut all = new.to_vec();
+        all.extend(subtract(&e.all, old));
+        e.all = all;
+        if e.all.is_empty() && e.local.is_empty() {
+            self.map.remove(group);
+        }
+        self.notify(Membership::Leave {
+            group: group.term().clone(),
+            pids: old.to_vec(),
+        });
+        self.notify(Membership::Join {
+            group: group.term().clone(),
+            pids: new.to_vec(),
+        });
+    }
+}

@@ -1,0 +1,330 @@
+//! The pg scope protocol without I/O: what `lib/kernel/src/pg.erl` does for each message, with
+//! monitors and sends handed to an [`Effects`] implementation (the scope process, or a test).
+//!
+//! Wire terms (reference/otp25-traces.md §3):
+//! - `{discover, PeerScope}`: REG_SEND on nodeup, then to the pid; answered by a `sync`.
+//! - `{'$gen_cast', {sync, PeerScope, [{Group, [Pid]}]}}`: the sender's *local* members.
+//! - `{join, PeerScope, Group, Pid | [Pid]}` and `{leave, PeerScope, Pid | [Pid], [Group]}`.
+//! - scopes monitor each other and their own local members, never remote members.
+//!
+//! A BEAM scope crashes (`erlang:error(badarg)`) on any other cast or info message, so this side
+//! sends nothing else; it logs and ignores what it does not understand instead of crashing.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::groups::{subtract, Groups};
+use super::key::TermKey;
+use crate::dist::etf::{Atom, Pid, Reference, Term};
+use crate::node::Dest;
+
+/// What the protocol asks of the process running it.
+pub trait Effects {
+    /// `erlang:monitor(process, Pid)`.
+    fn monitor(&mut self, pid: Pid) -> Reference;
+    /// `erlang:demonitor(Ref)`.
+    fn demonitor(&mut self, reference: Reference);
+    /// `erlang:send(Dest, Msg, [noconnect])`: pg never opens connections.
+    fn send(&mut self, to: Dest, msg: Term);
+}
+
+/// One scope's state: local members with their monitor, peer scopes with theirs and their
+/// members by group (`#state{local, remote}` in pg.erl), and the shared table.
+#[derive(Debug)]
+pub struct ScopeState {
+    scope: Atom,
+    me: Pid,
+    local: HashMap<Pid, (Reference, Vec<TermKey>)>,
+    remote: HashMap<Pid, (Reference, HashMap<TermKey, Vec<Pid>>)>,
+    groups: Arc<Mutex<Groups>>,
+}
+
+/// A message the scope does not understand (logged and ignored).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unexpected pg message {0:?}")]
+pub struct Unexpected(pub Term);
+
+fn pids_of(t: &Term) -> Option<Vec<Pid>> {
+    match t {
+        Term::Pid(p) => Some(vec![*p]),
+        Term::Nil => Some(Vec::new()),
+        _ => t.as_list()?.iter().map(Term::as_pid).collect(),
+    }
+}
+
+fn sync_groups(t: &Term) -> Option<Vec<(TermKey, Vec<Pid>)>> {
+    let list = match t {
+        Term::Nil => return Some(Vec::new()),
+        _ => t.as_list()?,
+    };
+    list.iter()
+        .map(|e| {
+            let [g, pids] = e.as_tuple_n::<2>()?;
+            Some((TermKey::new(g.clone()), pids_of(pids)?))
+        })
+        .collect()
+}
+
+impl ScopeState {
+    /// A scope named `scope` run by the process `me`, publishing into `groups`.
+    pub fn new(scope: Atom, me: Pid, groups: Arc<Mutex<Groups>>) -> ScopeState {
+        ScopeState {
+            scope,
+            me,
+            local: HashMap::new(),
+            remote: HashMap::new(),
+            groups,
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Groups> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn broadcast(&self, fx: &mut dyn Effects, msg: &Term) {
+        for peer in self.remote.keys() {
+            fx.send(Dest::Pid(*peer), msg.clone());
+        }
+    }
+
+    /// The discover to send to `{Scope, Node}` when `node` comes up (and at start).
+    pub fn discover_node(&self, node: Atom, fx: &mut dyn Effects) {
+        let msg = Term::tuple(vec![Term::atom("discover"), Term::Pid(self.me)]);
+        fx.send(Dest::NameAt(self.scope, node), msg);
+    }
+
+    /// `handle_call({join_local, Group, PidOrPids}, ...)`; `pids` are local (the caller checks).
+    /// `wire` is what peers get as the fourth element of `join`: a bare pid or a list.
+    pub fn join_local(&mut self, group: Term, pids: &[Pid], wire: Term, fx: &mut dyn Effects) {
+        let key = TermKey::new(group.clone());
+        for p in pids {
+            match self.local.get_mut(p) {
+                Some((_, gs)) => gs.insert(0, key.clone()),
+                None => {
+                    let r = fx.monitor(*p);
+                    self.local.insert(*p, (r, vec![key.clone()]));
+                }
+            }
+        }
+        self.table().join_local(&key, pids);
+        let msg = Term::tuple(vec![Term::atom("join"), Term::Pid(self.me), group, wire]);
+        self.broadcast(fx, &msg);
+    }
+
+    /// `handle_call({leave_local, Group, PidOrPids}, ...)`: false is `not_joined`.
+    pub fn leave_local(
+        &mut self,
+        group: Term,
+        pids: &[Pid],
+        wire: Term,
+        fx: &mut dyn Effects,
+    ) -> bool {
+        let key = TermKey::new(group.clone());
+        let mut changed = false;
+        for p in pids {
+            let Some((r, gs)) = self.local.get_mut(p) else {
+                continue;
+            };
+            let Some(i) = gs.iter().position(|g| g == &key) else {
+                continue;
+            };
+            changed = true;
+            gs.remove(i);
+            if gs.is_empty() {
+                let r = *r;
+                self.local.remove(p);
+                fx.demonitor(r);
+            }
+        }
+        if !changed {
+            return false;
+        }
+        self.table().leave_local(&key, pids);
+        let msg = Term::tuple(vec![
+            Term::atom("leave"),
+            Term::Pid(self.me),
+            wire,
+            Term::list(vec![group]),
+        ]);
+        self.broadcast(fx, &msg);
+        true
+    }
+
+    /// One message from the mailbox.
+    pub fn handle(&mut self, msg: &Term, fx: &mut dyn Effects) -> Result<(), Unexpected> {
+        let bad = || Unexpected(msg.clone());
+        let t = msg.as_tuple().ok_or_else(bad)?;
+        match t {
+            [tag, body] if tag.is_atom("$gen_cast") => {
+                let [op, peer, groups] = body.as_tuple_n::<3>().ok_or_else(bad)?;
+                let (true, Term::Pid(peer)) = (op.is_atom("sync"), peer) else {
+                    return Err(bad());
+                };
+                let groups = sync_groups(groups).ok_or_else(bad)?;
+                self.sync(*peer, groups, fx);
+            }
+            [op, Term::Pid(peer)] if op.is_atom("discover") => self.discover(*peer, fx),
+            [op, Term::Pid(peer), group, pids] if op.is_atom("join") => {
+                let pids = pids_of(pids).ok_or_else(bad)?;
+                self.join_remote(*peer, TermKey::new(group.clone()), pids);
+            }
+            [op, Term::Pid(peer), pids, groups] if op.is_atom("leave") => {
+                let pids = pids_of(pids).ok_or_else(bad)?;
+                let groups: Vec<TermKey> = match groups {
+                    Term::Nil => Vec::new(),
+                    g => g
+                        .as_list()
+                        .ok_or_else(bad)?
+                        .iter()
+                        .cloned()
+                        .map(TermKey::new)
+                        .collect(),
+                };
+                self.leave_remote(*peer, &pids, &groups);
+            }
+            [op, Term::Ref(r), kind, Term::Pid(pid), _]
+                if op.is_atom("DOWN") && kind.is_atom("process") =>
+            {
+                self.down(*r, *pid, fx)
+            }
+            [op, Term::Atom(_)] if op.is_atom("nodedown") => {}
+            [op, Term::Atom(node)] if op.is_atom("nodeup") => {
+                if *node != self.me.node {
+                    self.discover_node(*node, fx);
+                }
+            }
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+
+    /// `all_local_pids/1`: `[{Group, [Pid]}]` of local members.
+    fn local_groups_term(&self) -> Term {
+        let mut by_group: HashMap<&TermKey, Vec<Term>> = HashMap::new();
+        for (pid, (_, gs)) in &self.local {
+            for g in gs {
+                by_group.entry(g).or_default().push(Term::Pid(*pid));
+            }
+        }
+        Term::list(
+            by_group
+                .into_iter()
+                .map(|(g, pids)| Term::tuple(vec![g.term().clone(), Term::list(pids)]))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn discover(&mut self, peer: Pid, fx: &mut dyn Effects) {
+        let sync = Term::tuple(vec![
+            Term::atom("sync"),
+            Term::Pid(self.me),
+            self.local_groups_term(),
+        ]);
+        fx.send(
+            Dest::Pid(peer),
+            Term::tuple(vec![Term::atom("$gen_cast"), sync]),
+        );
+        if !self.remote.contains_key(&peer) {
+            let r = fx.monitor(peer);
+            fx.send(
+                Dest::Pid(peer),
+                Term::tuple(vec![Term::atom("discover"), Term::Pid(self.me)]),
+            );
+            self.remote.insert(peer, (r, HashMap::new()));
+        }
+    }
+
+    /// `handle_sync/6`: the peer's list replaces what we knew of it.
+    fn sync(&mut self, peer: Pid, groups: Vec<(TermKey, Vec<Pid>)>, fx: &mut dyn Effects) {
+        let (r, mut old) = match self.remote.remove(&peer) {
+            Some(v) => v,
+            None => (fx.monitor(peer), HashMap::new()),
+        };
+        let mut new = HashMap::new();
+        {
+            let mut table = self.table();
+            for (g, pids) in groups {
+                match old.remove(&g) {
+                    Some(prev) if prev == pids => {}
+                    Some(prev) => table.replace_remote(&g, &prev, &pids),
+                    None => table.join_remote(&g, &pids),
+                }
+                new.insert(g, pids);
+            }
+            for (g, pids) in old {
+                table.leave_remote(&g, &pids);
+            }
+        }
+        self.remote.insert(peer, (r, new));
+    }
+
+    fn join_remote(&mut self, peer: Pid, group: TermKey, pids: Vec<Pid>) {
+        let Some((_, groups)) = self.remote.get_mut(&peer) else {
+            return;
+        };
+        let list = groups.entry(group.clone()).or_default();
+        list.splice(0..0, pids.iter().copied());
+        self.table().join_remote(&group, &pids);
+    }
+
+    fn leave_remote(&mut self, peer: Pid, pids: &[Pid], groups: &[TermKey]) {
+        let Some((_, known)) = self.remote.get_mut(&peer) else {
+            return;
+        };
+        for g in groups {
+            if let Some(list) = known.get_mut(g) {
+                let rest = subtract(list, pids);
+                if rest.is_empty() {
+                    known.remove(g);
+                } else {
+                    *list = rest;
+                }
+            }
+        }
+        let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        for g in groups {
+            table.leave_remote(g, pids);
+        }
+    }
+
+    fn down(&mut self, r: Reference, pid: Pid, fx: &mut dyn Effects) {
+        if pid.node == self.me.node {
+            match self.local.get(&pid) {
+                Some((mr, _)) if *mr == r => {}
+                _ => return,
+            }
+            let Some((_, groups)) = self.local.remove(&pid) else {
+                return;
+            };
+            {
+                let mut table = self.table();
+                for g in &groups {
+                    table.leave_local(g, &[pid]);
+                }
+            }
+            let msg = Term::tuple(vec![
+                Term::atom("leave"),
+                Term::Pid(self.me),
+                Term::Pid(pid),
+                Term::list(groups.iter().map(|g| g.term().clone()).collect::<Vec<_>>()),
+            ]);
+            self.broadcast(fx, &msg);
+        } else {
+            match self.remote.get(&pid) {
+                Some((mr, _)) if *mr == r => {}
+                _ => return,
+            }
+            let Some((_, groups)) = self.remote.remove(&pid) else {
+                return;
+            };
+            let mut table = self.table();
+            for (g, pids) in groups {
+                table.leave_remote(&g, &pids);
+            }
+        }
+    }
+
+    /// Peer scopes currently known.
+    pub fn peers(&self) -> Vec<Pid> {
+        self.remote.keys().copied().collect()
+    }
+}
