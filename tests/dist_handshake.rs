@@ -324,7 +324,7 @@ async fn erl_sees_nodedown_when_we_stop_ticking() {
     );
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_secs(3) && took <= Duration::from_secs(7),
+        took >= Duration::from_secs(3) && took <= Duration::from_secs(9),
         "erl took {took:?}"
     );
     reader.abort();
@@ -367,7 +367,7 @@ async fn we_see_nodedown_when_erl_freezes() {
     let took = frozen.elapsed();
     // OTP's window: 4-5 intervals of 1 s after the last frame read.
     assert!(
-        took >= Duration::from_secs(3) && took <= Duration::from_secs(6),
+        took >= Duration::from_secs(3) && took <= Duration::from_secs(8),
         "detected after {took:?}"
     );
     drained.abort();
