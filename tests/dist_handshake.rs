@@ -170,7 +170,7 @@ async fn stock_erl_connects_to_us_and_stays_up_over_ticks() {
         "R = net_kernel:connect_node('beamq@127.0.0.1'), io:format(\"connect ~p~n\", [R]), \
          erlang:monitor_node('beamq@127.0.0.1', true), \
          receive {{nodedown, _}} -> io:format(\"nodedown~n\") after 10000 -> io:format(\"still_up ~p~n\", [nodes()]) end, \
-         halt()."
+         timer:sleep(2000), halt()."
     );
     let (_erl, mut out) = start_erl("x", "C1", epmd_port, &eval);
     let (stream, _) = tokio::time::timeout(Duration::from_secs(20), l.listener.accept())
@@ -195,7 +195,7 @@ async fn stock_erl_connects_to_us_and_stays_up_over_ticks() {
     let line = expect_line(&mut out, "", Duration::from_secs(15)).await;
     assert_eq!(line.as_deref(), Some("still_up ['beamq@127.0.0.1']"));
     assert_eq!(down.reason(), None);
-    // erl halts: we see the close.
+    // erl halts 2 s after printing: we see the close.
     let reason = tokio::time::timeout(Duration::from_secs(10), down.wait()).await;
     assert_eq!(reason.ok(), Some(NodeDown::ConnectionClosed));
     drained.abort();

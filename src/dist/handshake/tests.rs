@@ -530,3 +530,50 @@ fn simultaneous_connect_rule_compares_names() {
         AcceptPending::OkSimultaneous
     );
 }
+
+/// What the fuzz target does, on random input: never a panic, and bounded output.
+fn drive_with(input: &[u8], initiator: bool, chunk: usize) {
+    let now = Instant::now();
+    let cfg = config("a@127.0.0.1", 1, DistFlags::ours(false).0, "c");
+    let mut hs = if initiator {
+        Handshake::initiator(cfg, "b@127.0.0.1", 7, now)
+    } else {
+        Handshake::acceptor(cfg, 7, now)
+    };
+    for c in input.chunks(chunk.max(1)) {
+        if hs.handle_input(c, now).is_err() {
+            break;
+        }
+        while let Some(ev) = hs.poll_event() {
+            let _ = match ev {
+                HandshakeEvent::PeerName { .. } => hs.accept_pending(AcceptPending::Ok, now),
+                HandshakeEvent::AliveQuery => hs.answer_alive(true, now),
+                HandshakeEvent::AwaitOldConnection => hs.old_connection_gone(now),
+                HandshakeEvent::Established(mut est) => {
+                    while let Ok(Some(_)) = frame::decode_dist(&mut est.rest, 1 << 20) {}
+                    Ok(())
+                }
+            };
+        }
+        assert!(hs.take_output().map_or(0, |o| o.len()) <= 4 * frame::MAX_HANDSHAKE_FRAME);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_input_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                                 initiator in proptest::prelude::any::<bool>(), chunk in 1usize..64) {
+        drive_with(&input, initiator, chunk);
+    }
+
+    #[test]
+    fn mutated_recorded_handshake_never_panics(pos in 0usize..200, byte in proptest::prelude::any::<u8>(),
+                                               initiator in proptest::prelude::any::<bool>()) {
+        let mut input = if initiator { recorded("acceptor") } else { recorded("initiator") };
+        let at = pos % input.len().max(1);
+        if let Some(b) = input.get_mut(at) {
+            *b = byte;
+        }
+        drive_with(&input, initiator, 7);
+    }
+}
