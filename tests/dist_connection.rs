@@ -268,3 +268,21 @@ async fn stalled_consumer_pushes_back_without_nodedown() {
         got += 1;
     }
 }
+
+#[tokio::test]
+async fn dropping_incoming_closes_the_connection() {
+    let a = node("a@127.0.0.1", 60_000);
+    let (addr, mut accepted) = serve(a.clone()).await;
+    let b = node("b@127.0.0.1", 60_000);
+    let mut cb = setup::connect(addr, &b, "a@127.0.0.1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ca = next(&mut accepted).await.unwrap_or_else(|e| panic!("{e}"));
+    drop(ca.incoming);
+    let reason = tokio::time::timeout(Duration::from_secs(5), cb.down.wait())
+        .await
+        .ok();
+    assert_eq!(reason, Some(NodeDown::ConnectionClosed));
+    let mut down = ca.down.clone();
+    assert_eq!(down.wait().await, NodeDown::Disconnected);
+}

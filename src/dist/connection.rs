@@ -11,7 +11,8 @@
 //!   vectored write.
 //! - [`Connection::down`]: resolves once with the [`NodeDown`] reason: the peer closed, went
 //!   silent for about net_ticktime (`net_tick_timeout`), sent garbage, a write failed, or the node
-//!   layer disconnected. After that `incoming` ends and sends fail.
+//!   layer disconnected ([`FrameSender::disconnect`], or dropping `incoming`). After that
+//!   `incoming` ends and sends fail.
 //!
 //! Ticks follow [`crate::dist::tick`], from their own task, so a busy node layer never stops
 //! them.
@@ -268,6 +269,11 @@ async fn reader(
         let n = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = down.changed() => return,
+            _ = tx.closed() => {
+                // The node layer dropped `incoming`: nobody wants this connection any more.
+                shared.set_down(NodeDown::Disconnected);
+                return;
+            }
         };
         match n {
             Ok(0) => {

@@ -234,11 +234,14 @@ fn finish(
     let table = local.pending.clone();
     let (name, id) = (est.peer.clone(), ticket.id);
     let on_down = Box::new(move |_: &connection::NodeDown| table.remove(&name, id));
+    let mut io = local.io_config();
+    // dist_util ticks by the connection's publish type (the agreed flags), not the node's.
+    io.hidden = !est.flags.is_published();
     Ok(connection::spawn(
         stream,
         est.rest,
         peer,
-        local.io_config(),
+        io,
         ticket.cancel,
         on_down,
     ))
