@@ -127,7 +127,7 @@ async fn gen_call_and_name_monitor_noproc() {
 async fn net_kernel_answers_alias_tagged_is_auth_to_the_pid() {
     let node = node();
     net_kernel::start(&node).unwrap();
-    let (_, mut q) = node.peer_up(peer_node(), false).unwrap();
+    let (_, mut q) = node.peer_up(peer_node(), false);
     let caller = peer_pid(1);
     let tag = Term::improper_list(vec![Term::atom("alias")], Term::Ref(peer_ref(9)));
     let call = Term::tuple(vec![
@@ -150,7 +150,7 @@ async fn net_kernel_answers_alias_tagged_is_auth_to_the_pid() {
 async fn rex_features_and_old_call_form() {
     let node = node();
     rex::start(&node).unwrap();
-    let (_, mut q) = node.peer_up(peer_node(), false).unwrap();
+    let (_, mut q) = node.peer_up(peer_node(), false);
     let caller = peer_pid(2);
     let rex = Dest::Name(Atom::new("rex"));
     node.send_from(
@@ -233,7 +233,7 @@ fn execute_call(req: u32, m: &str, f: &str, args: Vec<Term>) -> (SpawnRequest, T
 #[tokio::test]
 async fn erpc_call_replies_then_exits_with_result() {
     let node = node();
-    let (_, mut q) = node.peer_up(peer_node(), false).unwrap();
+    let (_, mut q) = node.peer_up(peer_node(), false);
     let (req, result_ref) = execute_call(1, "erlang", "node", vec![]);
     serve_spawn_request(&node, req.clone());
     let RemoteSignal::SpawnReply {
@@ -271,7 +271,7 @@ async fn erpc_call_replies_then_exits_with_result() {
 #[tokio::test]
 async fn erpc_unknown_function_is_undef_with_args() {
     let node = node();
-    let (_, mut q) = node.peer_up(peer_node(), false).unwrap();
+    let (_, mut q) = node.peer_up(peer_node(), false);
     let args = vec![Term::Int(1), Term::binary(b"x")];
     let (req, result_ref) = execute_call(2, "nomod", "nofun", args.clone());
     serve_spawn_request(&node, req);
@@ -302,7 +302,7 @@ async fn erpc_unknown_function_is_undef_with_args() {
 #[tokio::test]
 async fn nodedown_fires_remote_monitors_and_node_monitors() {
     let node = node();
-    let (id, _q) = node.peer_up(peer_node(), false).unwrap();
+    let (id, _q) = node.peer_up(peer_node(), false);
     assert_eq!(node.nodes().0, vec![peer_node()]);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -199,13 +199,11 @@ impl Peers {
         }
     }
 
-    /// Registers a connection that finished its handshake; `None` when one is up already
-    /// (the caller closes the new one). Pending signals go first into the new queue.
-    pub(super) fn up(&self, peer: Atom, hidden: bool) -> Option<(u64, PeerQueue)> {
+    /// Registers a connection that finished its handshake and returns its id and queue, and
+    /// whether it replaced a connection still registered (a peer that restarted, or the
+    /// losing side of a simultaneous connect not yet torn down). Pending signals go first.
+    pub(super) fn up(&self, peer: Atom, hidden: bool) -> (u64, PeerQueue, bool) {
         let mut g = self.lock();
-        if let Some(PeerState::Up(_)) = g.map.get(&peer) {
-            return None;
-        }
         g.next_id += 1;
         let id = g.next_id;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -215,23 +213,24 @@ impl Peers {
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
         };
-        if let Some(PeerState::Connecting { pending, waiters }) =
-            g.map.insert(peer, PeerState::Up(link.clone()))
-        {
-            for s in pending {
-                link.push(peer, s);
+        let replaced = match g.map.insert(peer, PeerState::Up(link.clone())) {
+            Some(PeerState::Connecting { pending, waiters }) => {
+                for s in pending {
+                    link.push(peer, s);
+                }
+                for w in waiters {
+                    let _ = w.send(true);
+                }
+                false
             }
-            for w in waiters {
-                let _ = w.send(true);
-            }
-        }
-        Some((
-            id,
-            PeerQueue {
-                rx,
-                queued: link.queued,
-            },
-        ))
+            Some(PeerState::Up(_)) => true,
+            None => false,
+        };
+        let queue = PeerQueue {
+            rx,
+            queued: link.queued,
+        };
+        (id, queue, replaced)
     }
 
     /// Removes connection `id` to `peer`; false when another connection replaced it.
@@ -273,12 +272,19 @@ impl Peers {
 
 impl Node {
     /// Hands a connection that completed its handshake to the runtime: returns its id and
-    /// the queue its writer drains, or `None` if `peer` is connected already.
-    pub fn peer_up(&self, peer: Atom, hidden: bool) -> Option<(u64, PeerQueue)> {
-        let r = self.inner.peers.up(peer, hidden)?;
-        self.table().nodeup(peer);
+    /// the queue its writer drains. A connection it replaces counts as gone first (its links
+    /// and monitors fire `noconnection`; its writer sees its queue close).
+    pub fn peer_up(&self, peer: Atom, hidden: bool) -> (u64, PeerQueue) {
+        let (id, queue, replaced) = self.inner.peers.up(peer, hidden);
+        let mut t = self.table();
+        if replaced {
+            tracing::info!(peer = peer.as_str(), "connection replaced; nodedown first");
+            t.nodedown(peer);
+        }
+        t.nodeup(peer);
+        drop(t);
         tracing::info!(peer = peer.as_str(), hidden, "nodeup");
-        Some(r)
+        (id, queue)
     }
 
     /// The connection `id` to `peer` ended: links and monitors across it fire `noconnection`.
