@@ -21,6 +21,125 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Run a node: Erlang distribution (ekka or epmd port mode) and, later, the MQTT broker.
+    Start(StartArgs),
+}
+
+/// `beamq start` flags (DESIGN.md section 6). Flags win over the environment.
+#[derive(clap::Args)]
+struct StartArgs {
+    /// Long node name NAME@HOST (HOST an IP or FQDN); env EMQX_NODE_NAME.
+    #[arg(long, conflicts_with = "sname")]
+    name: Option<String>,
+    /// Short node name NAME (or NAME@SHORTHOST).
+    #[arg(long)]
+    sname: Option<String>,
+    /// Magic cookie; env EMQX_NODE_COOKIE; default ~/.erlang.cookie (created when missing).
+    #[arg(long)]
+    cookie: Option<String>,
+    /// net_ticktime in seconds.
+    #[arg(long, default_value_t = 60)]
+    net_ticktime: u64,
+    /// Data directory.
+    #[arg(long, default_value = "data")]
+    data_dir: std::path::PathBuf,
+    /// MQTT listener port (default 1883 + port offset).
+    #[arg(long)]
+    mqtt_port: Option<u16>,
+    /// Shift of every listener port not derived from the node name (1883 -> 1883 + K).
+    #[arg(long, default_value_t = 0)]
+    port_offset: u16,
+    /// Lowest dist port in epmd mode (node.dist_listen_min).
+    #[arg(long, default_value_t = beamq::node::config::DEFAULT_DIST_LISTEN_PORT)]
+    dist_listen_min: u16,
+    /// Highest dist port in epmd mode (node.dist_listen_max).
+    #[arg(long, default_value_t = beamq::node::config::DEFAULT_DIST_LISTEN_PORT)]
+    dist_listen_max: u16,
+    /// Configuration file (keys are overridden by flags).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+fn start(args: StartArgs) -> ExitCode {
+    use beamq::node::config::{node_config, StartOptions};
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Some(c) = &args.config {
+        if let Err(e) = std::fs::metadata(c) {
+            eprintln!("beamq start: --config {}: {e}", c.display());
+            return ExitCode::from(2);
+        }
+    }
+    let opts = StartOptions {
+        name: args.name,
+        sname: args.sname,
+        env_name: std::env::var("EMQX_NODE_NAME").ok().filter(|s| !s.is_empty()),
+        cookie: args.cookie,
+        net_ticktime: args.net_ticktime,
+        with_epmd: std::env::var("WITH_EPMD").is_ok_and(|v| v == "1"),
+        epmd_port: beamq::epmd::client::epmd_port(),
+        dist_listen_min: args.dist_listen_min,
+        dist_listen_max: args.dist_listen_max,
+        data_dir: args.data_dir,
+    };
+    let cfg = match node_config(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("beamq start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("beamq start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        if let beamq::dist::listener::PortMode::Epmd { epmd_port, .. } = cfg.mode {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "beamq".into());
+            if let Err(e) = beamq::epmd::client::ensure_running(epmd_port, &exe).await {
+                eprintln!("beamq start: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        let running = match beamq::node::boot::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("beamq start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!(
+            "beamq node {} started, dist port {}",
+            running.node.name().as_str(),
+            running.port
+        );
+        wait_for_signal().await;
+        drop(running);
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn exit(code: i32) -> ExitCode {
@@ -44,5 +163,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Epmd { args } => exit(beamq::epmd::cli::main(args)),
+        Command::Start(args) => start(args),
     }
 }

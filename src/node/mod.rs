@@ -43,6 +43,8 @@
 //!   [`Functions::register`] add `Module:Function/Arity` callable by `rpc:call`/`erpc:call`.
 //!
 //! Mailboxes are accounted (see [`mailbox`]): a message beyond the cap is dropped and logged.
+pub mod boot;
+pub mod config;
 pub mod erpc;
 pub mod functions;
 mod links;
@@ -55,6 +57,7 @@ pub mod pg;
 pub mod process;
 pub mod rex;
 pub mod runtime;
+mod session;
 pub mod signal;
 pub mod table;
 

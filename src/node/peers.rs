@@ -295,6 +295,11 @@ impl Node {
         }
     }
 
+    /// True while a connection to `peer` is up.
+    pub fn is_connected(&self, peer: Atom) -> bool {
+        self.inner.peers.is_up(peer)
+    }
+
     /// Starts connecting to `peer` if not connected (for `monitor_node`).
     pub(super) fn ensure_connected(&self, peer: Atom) {
         drop(self.inner.peers.connect(self, peer));
