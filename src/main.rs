@@ -68,6 +68,7 @@ fn start(args: StartArgs) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     if let Some(c) = &args.config {
         if let Err(e) = std::fs::metadata(c) {

@@ -260,6 +260,12 @@ impl Node {
         }
     }
 
+    /// `link(To)` on behalf of local process `from`.
+    pub fn link(&self, from: &Pid, to: &Pid) {
+        let out = self.table().link(from, to).unwrap_or_default();
+        self.route_all(out);
+    }
+
     /// The registry of functions callable by `rpc`/`erpc` from peers.
     pub fn functions(&self) -> &Functions {
         &self.inner.functions
