@@ -79,7 +79,9 @@ fn start(args: StartArgs) -> ExitCode {
     let opts = StartOptions {
         name: args.name,
         sname: args.sname,
-        env_name: std::env::var("EMQX_NODE_NAME").ok().filter(|s| !s.is_empty()),
+        env_name: std::env::var("EMQX_NODE_NAME")
+            .ok()
+            .filter(|s| !s.is_empty()),
         cookie: args.cookie,
         net_ticktime: args.net_ticktime,
         with_epmd: std::env::var("WITH_EPMD").is_ok_and(|v| v == "1"),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::functions::{Exception, Functions};
 use super::process::Dest;
-use crate::dist::etf::{Term, Pid};
+use crate::dist::etf::{Pid, Term};
 
 /// A message destination as `erlang:send/2` takes it.
 fn dest(t: &Term) -> Option<Dest> {
@@ -31,7 +31,11 @@ pub fn register(functions: &Functions) {
         if !ctx.node.is_local(&p) && p.node != ctx.node.name() {
             return Err(Exception::badarg());
         }
-        Ok(Term::atom(if ctx.node.is_alive(&p) { "true" } else { "false" }))
+        Ok(Term::atom(if ctx.node.is_alive(&p) {
+            "true"
+        } else {
+            "false"
+        }))
     });
     functions.register_sync("erlang", "send", 2, |ctx, args| {
         let to = dest(&args[0]).ok_or_else(Exception::badarg)?;
@@ -72,7 +76,9 @@ pub fn register(functions: &Functions) {
         match &args[0] {
             t if t.is_atom("infinity") => std::future::pending::<()>().await,
             t => {
-                let ms = t.as_u64().ok_or_else(|| Exception::Error(Term::atom("function_clause"), None))?;
+                let ms = t
+                    .as_u64()
+                    .ok_or_else(|| Exception::Error(Term::atom("function_clause"), None))?;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
         }

@@ -109,7 +109,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
                                 tracing::warn!(%addr, error = %e, "connection refused");
                             }
                         }
-                        Err(e) => tracing::info!(%addr, error = %e, "dist accept: handshake failed"),
+                        Err(e) => {
+                            tracing::info!(%addr, error = %e, "dist accept: handshake failed")
+                        }
                     }
                 });
             }
@@ -137,7 +139,9 @@ impl Connector for DistConnector {
         let mode = self.mode.clone();
         async move {
             let name = NodeName::from_wire(peer.as_str()).map_err(|e| e.to_string())?;
-            let addr = resolve_peer(&name, &mode).await.map_err(|e| e.to_string())?;
+            let addr = resolve_peer(&name, &mode)
+                .await
+                .map_err(|e| e.to_string())?;
             match setup::connect(addr, &local, peer.as_str()).await {
                 Ok(conn) => session::attach(&node, conn)
                     .map(|_| ())

@@ -50,7 +50,12 @@ pub fn attach(node: &Node, conn: Connection) -> Result<Atom, SessionError> {
     };
     let unlink_id = peer.flags.contains(flags::UNLINK_ID);
     let (id, queue) = node.peer_up(name, hidden);
-    tokio::spawn(write_loop(queue, sender.clone(), Outbound::new(out_cfg), unlink_id));
+    tokio::spawn(write_loop(
+        queue,
+        sender.clone(),
+        Outbound::new(out_cfg),
+        unlink_id,
+    ));
     tokio::spawn(read_loop(node.clone(), name, incoming, sender));
     let node = node.clone();
     tokio::spawn(async move {
@@ -61,7 +66,12 @@ pub fn attach(node: &Node, conn: Connection) -> Result<Atom, SessionError> {
     Ok(name)
 }
 
-async fn read_loop(node: Node, peer: Atom, mut incoming: mpsc::Receiver<Bytes>, sender: FrameSender) {
+async fn read_loop(
+    node: Node,
+    peer: Atom,
+    mut incoming: mpsc::Receiver<Bytes>,
+    sender: FrameSender,
+) {
     let mut inbound = Inbound::default();
     while let Some(frame) = incoming.recv().await {
         match inbound.receive(frame) {
@@ -136,19 +146,23 @@ fn apply(node: &Node, peer: Atom, msg: DistMessage) {
             node.route_all(out);
         }
         ControlMessage::UnlinkIdAck { .. } | ControlMessage::NodeLink => {}
-        ControlMessage::Exit { from, to, reason } | ControlMessage::ExitTt { from, to, reason, .. } => {
-            exit(node, from, to, reason, true)
-        }
-        ControlMessage::PayloadExit { from, to } | ControlMessage::PayloadExitTt { from, to, .. } => {
-            exit(node, from, to, payload, true)
-        }
-        ControlMessage::Exit2 { from, to, reason } | ControlMessage::Exit2Tt { from, to, reason, .. } => {
-            exit(node, from, to, reason, false)
-        }
-        ControlMessage::PayloadExit2 { from, to } | ControlMessage::PayloadExit2Tt { from, to, .. } => {
-            exit(node, from, to, payload, false)
-        }
-        ControlMessage::MonitorP { from, to, reference } => {
+        ControlMessage::Exit { from, to, reason }
+        | ControlMessage::ExitTt {
+            from, to, reason, ..
+        } => exit(node, from, to, reason, true),
+        ControlMessage::PayloadExit { from, to }
+        | ControlMessage::PayloadExitTt { from, to, .. } => exit(node, from, to, payload, true),
+        ControlMessage::Exit2 { from, to, reason }
+        | ControlMessage::Exit2Tt {
+            from, to, reason, ..
+        } => exit(node, from, to, reason, false),
+        ControlMessage::PayloadExit2 { from, to }
+        | ControlMessage::PayloadExit2Tt { from, to, .. } => exit(node, from, to, payload, false),
+        ControlMessage::MonitorP {
+            from,
+            to,
+            reference,
+        } => {
             let target = match to {
                 ProcRef::Pid(p) => PidOrName::Pid(p),
                 ProcRef::Name(n) => PidOrName::Name(n),
@@ -156,17 +170,37 @@ fn apply(node: &Node, peer: Atom, msg: DistMessage) {
             let out = node.table().remote_monitor(&from, target, reference);
             node.route_all(out);
         }
-        ControlMessage::DemonitorP { from, reference, .. } => {
+        ControlMessage::DemonitorP {
+            from, reference, ..
+        } => {
             node.table().remote_demonitor(&from, &reference);
         }
-        ControlMessage::MonitorPExit { to, reference, reason, .. } => {
+        ControlMessage::MonitorPExit {
+            to,
+            reference,
+            reason,
+            ..
+        } => {
             node.table().remote_monitor_exit(&to, &reference, reason);
         }
         ControlMessage::PayloadMonitorPExit { to, reference, .. } => {
             node.table().remote_monitor_exit(&to, &reference, payload);
         }
-        ControlMessage::SpawnRequest { req_id, from, group_leader, mfa, opts }
-        | ControlMessage::SpawnRequestTt { req_id, from, group_leader, mfa, opts, .. } => {
+        ControlMessage::SpawnRequest {
+            req_id,
+            from,
+            group_leader,
+            mfa,
+            opts,
+        }
+        | ControlMessage::SpawnRequestTt {
+            req_id,
+            from,
+            group_leader,
+            mfa,
+            opts,
+            ..
+        } => {
             serve_spawn_request(
                 node,
                 SpawnRequest {
@@ -182,7 +216,10 @@ fn apply(node: &Node, peer: Atom, msg: DistMessage) {
             );
         }
         ControlMessage::SpawnReply { .. } | ControlMessage::SpawnReplyTt { .. } => {
-            tracing::debug!(peer = peer.as_str(), "SPAWN_REPLY for a request we did not make; ignored");
+            tracing::debug!(
+                peer = peer.as_str(),
+                "SPAWN_REPLY for a request we did not make; ignored"
+            );
         }
         ControlMessage::GroupLeader { .. } => {}
         ControlMessage::Unknown { op, .. } => {
@@ -215,13 +252,23 @@ fn proc_ref(p: PidOrName) -> ProcRef {
 fn to_wire(s: RemoteSignal, unlink_id: bool) -> DistMessage {
     use ControlMessage as C;
     match s {
-        RemoteSignal::Send { from: Some(from), to, msg } => {
-            DistMessage::with_payload(C::SendSender { from, to }, msg)
-        }
-        RemoteSignal::Send { from: None, to, msg } => DistMessage::with_payload(C::Send { to }, msg),
-        RemoteSignal::RegSend { from, name, msg } => {
-            DistMessage::with_payload(C::RegSend { from, to_name: name }, msg)
-        }
+        RemoteSignal::Send {
+            from: Some(from),
+            to,
+            msg,
+        } => DistMessage::with_payload(C::SendSender { from, to }, msg),
+        RemoteSignal::Send {
+            from: None,
+            to,
+            msg,
+        } => DistMessage::with_payload(C::Send { to }, msg),
+        RemoteSignal::RegSend { from, name, msg } => DistMessage::with_payload(
+            C::RegSend {
+                from,
+                to_name: name,
+            },
+            msg,
+        ),
         RemoteSignal::AliasSend { from, alias, msg } => {
             DistMessage::with_payload(C::AliasSend { from, alias }, msg)
         }
@@ -230,24 +277,39 @@ fn to_wire(s: RemoteSignal, unlink_id: bool) -> DistMessage {
             DistMessage::control(C::UnlinkId { id, from, to })
         }
         RemoteSignal::Unlink { from, to, .. } => DistMessage::control(C::Unlink { from, to }),
-        RemoteSignal::UnlinkAck { id, from, to } => DistMessage::control(C::UnlinkIdAck { id, from, to }),
+        RemoteSignal::UnlinkAck { id, from, to } => {
+            DistMessage::control(C::UnlinkIdAck { id, from, to })
+        }
         RemoteSignal::LinkExit { from, to, reason } => {
             DistMessage::with_payload(C::PayloadExit { from, to }, reason)
         }
         RemoteSignal::Exit2 { from, to, reason } => {
             DistMessage::with_payload(C::PayloadExit2 { from, to }, reason)
         }
-        RemoteSignal::Monitor { from, to, reference } => DistMessage::control(C::MonitorP {
+        RemoteSignal::Monitor {
+            from,
+            to,
+            reference,
+        } => DistMessage::control(C::MonitorP {
             from,
             to: proc_ref(to),
             reference,
         }),
-        RemoteSignal::Demonitor { from, to, reference } => DistMessage::control(C::DemonitorP {
+        RemoteSignal::Demonitor {
+            from,
+            to,
+            reference,
+        } => DistMessage::control(C::DemonitorP {
             from,
             to: proc_ref(to),
             reference,
         }),
-        RemoteSignal::MonitorExit { from, to, reference, reason } => DistMessage::with_payload(
+        RemoteSignal::MonitorExit {
+            from,
+            to,
+            reference,
+            reason,
+        } => DistMessage::with_payload(
             C::PayloadMonitorPExit {
                 from: proc_ref(from),
                 to,
@@ -255,7 +317,12 @@ fn to_wire(s: RemoteSignal, unlink_id: bool) -> DistMessage {
             },
             reason,
         ),
-        RemoteSignal::SpawnReply { req_id, to, flags, result } => DistMessage::control(C::SpawnReply {
+        RemoteSignal::SpawnReply {
+            req_id,
+            to,
+            flags,
+            result,
+        } => DistMessage::control(C::SpawnReply {
             req_id,
             to,
             flags: flags as u32,
