@@ -355,7 +355,7 @@ async fn the_scope_process_speaks_pg_to_a_peer_and_serves_rust_callers() {
         Some(scope.pid())
     );
     let peer = Atom::new("beam@127.0.0.1");
-    let (_, mut q) = node.peer_up(peer, false).unwrap();
+    let (_, mut q) = node.peer_up(peer, false);
     match next(&mut q).await {
         RemoteSignal::RegSend { from, name, msg } => {
             assert_eq!(from, scope.pid());
