@@ -2,3 +2,4 @@
 //! broker loop are built on these).
 
 pub mod codec;
+pub mod session;
