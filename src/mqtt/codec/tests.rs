@@ -541,9 +541,11 @@ fn props(v: ProtocolVersion, ctx: PropertyContext) -> BoxedStrategy<Properties> 
 }
 
 fn reasons(ctx: ReasonContext) -> impl Strategy<Value = ReasonCode> {
-    any::<u8>().prop_filter_map("reason", move |b| {
-        ReasonCode::from_u8(b).filter(|r| r.allowed_in(ctx))
-    })
+    let allowed: Vec<ReasonCode> = (0..=255u8)
+        .filter_map(ReasonCode::from_u8)
+        .filter(|r| r.allowed_in(ctx))
+        .collect();
+    proptest::sample::select(allowed)
 }
 
 fn arb_ack(v: ProtocolVersion, ctx: ReasonContext) -> impl Strategy<Value = Ack> {
