@@ -13,7 +13,7 @@
          init_per_group/2, end_per_group/2]).
 -export([connect_and_nodes/1, ping/1, rpc_and_erpc/1, undef_errors/1,
          monitor_unknown_name/1, monitor_rex_quiet/1, links_and_exits/1,
-         big_binary/1, wrong_cookie/1, outward_send/1, ticks_keep_idle_connection/1,
+         big_binary/1, wrong_cookie/1, hidden_peer/1, outward_send/1, ticks_keep_idle_connection/1,
          beam_node_killed/1, beamq_killed/1]).
 %% Run on the peers.
 -export([p_catch_erpc/4, p_big_echo/2, p_monitor_name/2, p_monitor_quiet/2, p_links/1, p_spawn_link_sleeper/1,
@@ -28,7 +28,8 @@ all() -> [{group, ekka}, {group, epmd}].
 
 groups() ->
     Cases = [connect_and_nodes, ping, rpc_and_erpc, undef_errors, monitor_unknown_name,
-             monitor_rex_quiet, links_and_exits, big_binary, wrong_cookie, outward_send,
+             monitor_rex_quiet, links_and_exits, big_binary, wrong_cookie, hidden_peer,
+             outward_send,
              ticks_keep_idle_connection, beam_node_killed, beamq_killed],
     [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
 
@@ -103,6 +104,21 @@ wrong_cookie(Config) ->
     {ok, Peer, _} = start_peer(Config, "wrongcookie", "not_the_cookie"),
     try
         false = peer:call(Peer, net_kernel, connect_node, [?config(beamq_node, Config)], 20000)
+    after
+        peer:stop(Peer)
+    end.
+
+%% A -hidden peer sees beamq in nodes(hidden) only, and beamq sees it as hidden.
+hidden_peer(Config) ->
+    B = ?config(beamq_node, Config),
+    {ok, Peer, PeerNode} = start_peer(Config, "hidden", ?COOKIE, ["-hidden"]),
+    try
+        true = peer:call(Peer, net_kernel, connect_node, [B], 20000),
+        [B] = peer:call(Peer, erlang, nodes, [hidden]),
+        [] = peer:call(Peer, erlang, nodes, []),
+        true = lists:member(PeerNode, pcall(Config, rpc, call, [B, erlang, nodes, [hidden]])),
+        false = lists:member(PeerNode, pcall(Config, rpc, call, [B, erlang, nodes, []])),
+        B = peer:call(Peer, rpc, call, [B, erlang, node, []])
     after
         peer:stop(Peer)
     end.
@@ -320,6 +336,9 @@ start_beamq(Config, Priv) ->
     [{beamq_os, H}, {beamq_node, list_to_atom(Name)}].
 
 start_peer(Config, Base, Cookie) ->
+    start_peer(Config, Base, Cookie, []).
+
+start_peer(Config, Base, Cookie, Extra) ->
     Name = case ?config(mode, Config) of
                ekka -> "ct" ++ integer_to_list(free_ekka_offset());
                epmd -> "ct" ++ Base ++ integer_to_list(erlang:unique_integer([positive]))
@@ -332,7 +351,7 @@ start_peer(Config, Base, Cookie) ->
     peer:start(#{name => Name, host => "127.0.0.1", longnames => true,
                  connection => standard_io,
                  args => ["-setcookie", Cookie, "-kernel", "net_ticktime", ?TICK,
-                          "-kernel", "dist_auto_connect", "always"] ++ ModeArgs ++ Paths,
+                          "-kernel", "dist_auto_connect", "always"] ++ ModeArgs ++ Paths ++ Extra,
                  env => ?config(env, Config)}).
 
 %% An ekka offset whose dist port (4370 + N) is free now.

@@ -57,6 +57,11 @@ pub fn register(functions: &Functions) {
         ctx.node.link(&ctx.pid, &to);
         Ok(Term::atom("true"))
     });
+    functions.register_sync("erlang", "disconnect_node", 1, |ctx, args| {
+        let peer = args[0].as_atom().ok_or_else(Exception::badarg)?;
+        ctx.node.disconnect(peer);
+        Ok(Term::atom("true"))
+    });
     functions.register_sync("erlang", "iolist_to_binary", 1, |_, args| match &args[0] {
         Term::Binary(b) => Ok(Term::Binary(b.clone())),
         t => {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::functions::register_builtins;
 use super::peers::Connector;
 use super::runtime::Node;
-use super::{net_kernel, rex, session};
+use super::{group_leader, net_kernel, rex, session};
 use crate::dist::cookie::Cookie;
 use crate::dist::etf::Atom;
 use crate::dist::listener::{listen, resolve_peer, ListenError, PortMode};
@@ -69,7 +69,8 @@ impl Drop for RunningNode {
     }
 }
 
-/// Starts a node: listener, built-ins (`net_kernel`, `rex`, erpc functions), accept loop.
+/// Starts a node: listener, built-ins (`net_kernel`, `rex`, `user`, erpc functions), accept
+/// loop.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let full = cfg.name.to_string();
     let atom = Atom::try_new(&full).map_err(|_| StartError::BadName(full.clone()))?;
@@ -82,6 +83,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     register_builtins(node.functions());
     net_kernel::start(&node)?;
     rex::start(&node)?;
+    group_leader::start(&node)?;
     node.set_connector(Arc::new(DistConnector {
         local: local.clone(),
         mode: cfg.mode.clone(),

@@ -245,6 +245,18 @@ impl Peers {
         }
     }
 
+    /// Forgets the connection to `peer` if up: its writer sees the queue close and closes the
+    /// socket. True when there was one.
+    fn remove_up(&self, peer: Atom) -> bool {
+        let mut g = self.lock();
+        if let Some(PeerState::Up(_)) = g.map.get(&peer) {
+            g.map.remove(&peer);
+            true
+        } else {
+            false
+        }
+    }
+
     /// True when a connection to `peer` is up.
     pub fn is_up(&self, peer: Atom) -> bool {
         matches!(self.lock().map.get(&peer), Some(PeerState::Up(_)))
@@ -293,6 +305,17 @@ impl Node {
             tracing::info!(peer = peer.as_str(), "nodedown");
             self.table().nodedown(peer);
         }
+    }
+
+    /// `erlang:disconnect_node/1`: closes the connection to `peer`; links and monitors across
+    /// it fire `noconnection` at once. False when not connected.
+    pub fn disconnect(&self, peer: Atom) -> bool {
+        let removed = self.inner.peers.remove_up(peer);
+        if removed {
+            tracing::info!(peer = peer.as_str(), "disconnected; nodedown");
+            self.table().nodedown(peer);
+        }
+        removed
     }
 
     /// True while a connection to `peer` is up.

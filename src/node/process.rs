@@ -234,7 +234,60 @@ impl Process {
     }
 }
 
+impl Process {
+    /// `rpc:call(Node, M, F, Args, Timeout)` through the peer's `rex` (the gen_server form
+    /// every OTP release serves): the value, or rpc's `{badrpc, Reason}` shapes
+    /// (`{badrpc, nodedown}`, `{badrpc, timeout}`, `{badrpc, {'EXIT', ...}}`).
+    pub async fn rpc_call(
+        &mut self,
+        node: Atom,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        timeout: Option<Duration>,
+    ) -> Term {
+        let gl = self.node.whereis(Atom::new("user")).unwrap_or(self.pid);
+        let req = Term::tuple(vec![
+            Term::atom("call"),
+            Term::atom(module),
+            Term::atom(function),
+            Term::list(args),
+            Term::Pid(gl),
+        ]);
+        let badrpc = |r: Term| Term::tuple(vec![Term::atom("badrpc"), r]);
+        match self
+            .call(Dest::NameAt(Atom::new("rex"), node), req, timeout)
+            .await
+        {
+            Ok(v) => v,
+            Err(CallError::Timeout) => badrpc(Term::atom("timeout")),
+            Err(CallError::Down(r)) if r.is_atom("noconnection") => badrpc(Term::atom("nodedown")),
+            Err(CallError::Down(r)) => badrpc(Term::tuple(vec![Term::atom("EXIT"), r])),
+        }
+    }
+}
+
 impl Node {
+    /// [`Process::rpc_call`] from Rust code that is not a process (a temporary one is made).
+    pub async fn rpc_call(
+        &self,
+        node: Atom,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        timeout: Option<Duration>,
+    ) -> Term {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (m, f) = (module.to_string(), function.to_string());
+        self.spawn(move |mut p| async move {
+            let r = p.rpc_call(node, &m, &f, args, timeout).await;
+            let _ = tx.send(r);
+            Term::atom("normal")
+        });
+        rx.await
+            .unwrap_or_else(|_| Term::tuple(vec![Term::atom("badrpc"), Term::atom("nodedown")]))
+    }
+
     /// A send with an explicit sender (`None` for Rust code that is not a process).
     pub fn send_from(&self, from: Option<Pid>, to: Dest, msg: Term) {
         let me = self.name();
