@@ -361,6 +361,7 @@ fn serve(opts: ServeOptions) -> i32 {
         )))
         .try_init();
     let budget = daemon::raise_fd_limit();
+    daemon::single_malloc_arena();
     let bound = if opts.systemd {
         daemon::systemd_listeners()
             .map(Bound::Listening)

@@ -38,6 +38,18 @@ pub fn raise_fd_limit() -> usize {
     usize::try_from(cur.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(1 << 20)
 }
 
+/// Use one malloc arena. With glibc's default of one arena per thread, the holes left by
+/// thousands of short connections interleaved with long-lived registrations make the resident
+/// size climb by megabytes from one identical burst to the next; a single arena keeps it flat
+/// (see docs/decisions.md). Call before the runtime's threads start.
+pub fn single_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Detach as C's `run_daemon` does: fork, `setsid`, ignore SIGHUP, fork again, `chdir /`,
 /// `umask 0`, stdio to `/dev/null`. Parents exit 0. Call before any thread exists (before the
 /// tokio runtime is built).
