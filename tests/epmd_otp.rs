@@ -23,10 +23,19 @@ impl Drop for ErlNode {
 
 fn erl(port: u16, name: &str, eval: &str) -> Command {
     let mut cmd = Command::new("erl");
-    cmd.args(["-name", name, "-setcookie", COOKIE, "-noshell", "-noinput", "-start_epmd", "false"])
-        .args(["-eval", eval])
-        .env("ERL_EPMD_PORT", port.to_string())
-        .stdin(Stdio::null());
+    cmd.args([
+        "-name",
+        name,
+        "-setcookie",
+        COOKIE,
+        "-noshell",
+        "-noinput",
+        "-start_epmd",
+        "false",
+    ])
+    .args(["-eval", eval])
+    .env("ERL_EPMD_PORT", port.to_string())
+    .stdin(Stdio::null());
     cmd
 }
 
@@ -81,17 +90,36 @@ fn scenario(daemon: &mut Daemon, relaxed: bool) -> Vec<String> {
     let p = daemon.port;
     let mut t = Vec::new();
     let node_a = start_node(p, "a@127.0.0.1");
-    t.push(format!("a registered: {}", eventually(Duration::from_secs(20), || otp_epmd(p, &["-names"]).contains("name a "))));
+    t.push(format!(
+        "a registered: {}",
+        eventually(Duration::from_secs(20), || otp_epmd(p, &["-names"])
+            .contains("name a "))
+    ));
     t.push(no_digits(&otp_epmd(p, &["-names"])));
 
-    let ping = run_erl(p, "b@127.0.0.1", "io:format(\"~p~n\", [net_adm:ping('a@127.0.0.1')]), halt().");
-    t.push(format!("ping: {}", String::from_utf8_lossy(&ping.stdout).trim()));
+    let ping = run_erl(
+        p,
+        "b@127.0.0.1",
+        "io:format(\"~p~n\", [net_adm:ping('a@127.0.0.1')]), halt().",
+    );
+    t.push(format!(
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout).trim()
+    ));
 
-    let names = run_erl(p, "c@127.0.0.1", "io:format(\"~p~n\", [net_adm:names()]), halt().");
+    let names = run_erl(
+        p,
+        "c@127.0.0.1",
+        "io:format(\"~p~n\", [net_adm:names()]), halt().",
+    );
     t.push(no_digits(String::from_utf8_lossy(&names.stdout).trim()));
 
     let dup = run_erl(p, "a@127.0.0.1", "halt().");
-    let text = format!("{}{}", String::from_utf8_lossy(&dup.stdout), String::from_utf8_lossy(&dup.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&dup.stdout),
+        String::from_utf8_lossy(&dup.stderr)
+    );
     t.push(format!(
         "duplicate refused: {} ok={}",
         text.contains("the name a@127.0.0.1 seems to be in use by another Erlang node"),
@@ -99,12 +127,16 @@ fn scenario(daemon: &mut Daemon, relaxed: bool) -> Vec<String> {
     ));
 
     t.push(format!("stop: {}", otp_epmd(p, &["-stop", "a"])));
-    t.push(format!("names after stop: {}", no_digits(&otp_epmd(p, &["-names"]))));
+    t.push(format!(
+        "names after stop: {}",
+        no_digits(&otp_epmd(p, &["-names"]))
+    ));
     if relaxed {
         // erl_epmd re-registers 2 s after its epmd connection closes.
         t.push(format!(
             "a re-registered: {}",
-            eventually(Duration::from_secs(10), || otp_epmd(p, &["-names"]).contains("name a "))
+            eventually(Duration::from_secs(10), || otp_epmd(p, &["-names"])
+                .contains("name a "))
         ));
     }
     t.push(format!("kill with a live: {}", otp_epmd(p, &["-kill"])));
@@ -115,13 +147,17 @@ fn scenario(daemon: &mut Daemon, relaxed: bool) -> Vec<String> {
         let _ = node_a.0.wait();
         t.push(format!(
             "killed node's name gone: {}",
-            eventually(Duration::from_secs(10), || !otp_epmd(p, &["-names"]).contains("name a "))
+            eventually(Duration::from_secs(10), || !otp_epmd(p, &["-names"])
+                .contains("name a "))
         ));
         t.push(format!("kill when empty: {}", otp_epmd(p, &["-kill"])));
     } else {
         drop(node_a);
     }
-    t.push(format!("daemon exited: {}", daemon.exited_within(Duration::from_secs(5)).is_some()));
+    t.push(format!(
+        "daemon exited: {}",
+        daemon.exited_within(Duration::from_secs(5)).is_some()
+    ));
     t
 }
 
@@ -130,10 +166,17 @@ fn compare_with_c(relaxed: bool) {
         eprintln!("SKIP: erl or {C_EPMD} missing (scripts/test-all installs erlang-nox)");
         return;
     }
-    let flags: &[&str] = if relaxed { &["-relaxed_command_check"] } else { &[] };
+    let flags: &[&str] = if relaxed {
+        &["-relaxed_command_check"]
+    } else {
+        &[]
+    };
     let ours = scenario(&mut start_beamq(flags), relaxed);
     let theirs = scenario(&mut start_c(flags), relaxed);
-    assert!(ours[0].ends_with("true"), "stock erl did not register with beamq epmd: {ours:#?}");
+    assert!(
+        ours[0].ends_with("true"),
+        "stock erl did not register with beamq epmd: {ours:#?}"
+    );
     assert_eq!(ours[2], "ping: pong", "{ours:#?}");
     eprintln!("transcript: {ours:#?}");
     assert_eq!(ours, theirs, "beamq epmd vs C epmd");

@@ -86,7 +86,10 @@ fn malformed_requests_close_cleanly_and_memory_stays_flat() {
     }
     let after = rss_kib(pid);
     assert!(before > 0, "could not read VmRSS");
-    assert!(after < before + 2048, "RSS grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 2048,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
     assert!(!wait_names(daemon.port, |n| !n.contains("victim")).contains("victim"));
     assert_eq!(exchange(daemon.port, &framed(b"zvictim")), vec![119, 1]);
 }
@@ -95,8 +98,15 @@ fn hold_registrations(port: u16, n: usize, round: usize) -> Vec<std::net::TcpStr
     (0..n)
         .map(|i| {
             let name = format!("node{i}");
-            let (s, resp) = register(port, &alive2_body(name.as_bytes(), 10_000 + (i % 50_000) as u16, 6, b""));
-            assert_eq!(&resp[..2], &[118, 0], "round {round}: registration {i} refused");
+            let (s, resp) = register(
+                port,
+                &alive2_body(name.as_bytes(), 10_000 + (i % 50_000) as u16, 6, b""),
+            );
+            assert_eq!(
+                &resp[..2],
+                &[118, 0],
+                "round {round}: registration {i} refused"
+            );
             s
         })
         .collect()
@@ -111,9 +121,20 @@ fn ten_thousand_registrations_at_once() {
     let listing = names(daemon.port);
     let text = String::from_utf8_lossy(&listing[4..]);
     assert_eq!(text.lines().count(), N);
-    assert!(text.starts_with(&format!("name node{} at port", N - 1)), "newest first");
+    assert!(
+        text.starts_with(&format!("name node{} at port", N - 1)),
+        "newest first"
+    );
     let found = exchange(daemon.port, &framed(b"znode4321"));
-    assert_eq!(&found[..4], &[119, 0, ((10_000 + 4321) >> 8) as u8, ((10_000 + 4321) & 0xff) as u8]);
+    assert_eq!(
+        &found[..4],
+        &[
+            119,
+            0,
+            ((10_000 + 4321) >> 8) as u8,
+            ((10_000 + 4321) & 0xff) as u8
+        ]
+    );
     // A duplicate of a held name is still refused, and a stranger is still served.
     let (_dup, dup) = register(daemon.port, &alive2_body(b"node77", 1, 6, b""));
     assert_eq!(dup, vec![118, 1, 0, 0, 0, 99]);
