@@ -354,8 +354,11 @@ fn serve(opts: ServeOptions) -> i32 {
         2 => "debug",
         _ => "trace",
     };
+    // Logging must never hurt serving: with stderr gone (a closed pipe), the subscriber's own
+    // error report would panic the connection task.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "beamq={filter}"
         )))
