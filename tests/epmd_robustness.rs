@@ -166,7 +166,11 @@ fn closed_stderr_does_not_break_serving() {
         .spawn()
         .expect("spawn beamq epmd");
     drop(child.stderr.take());
-    let daemon = Daemon { child, port, name: "beamq" };
+    let daemon = Daemon {
+        child,
+        port,
+        name: "beamq",
+    };
     wait_listening(port);
     let (_a, first) = register(port, &alive2_body(b"dup", 1, 6, b""));
     assert_eq!(&first[..2], &[118, 0]);
