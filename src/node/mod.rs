@@ -48,6 +48,7 @@ pub mod boot;
 pub mod config;
 pub mod erpc;
 pub mod functions;
+pub mod global;
 pub mod group_leader;
 mod links;
 pub mod mailbox;
