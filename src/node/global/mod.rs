@@ -15,6 +15,7 @@
 //! Processes: `global_name_server` ([`server`], [`connect`], [`partition`]) and its locker
 //! ([`locker`]), linked as on BEAM. The name table is shared for lock-free-of-messages reads.
 mod connect;
+mod functions;
 mod locker;
 pub mod locks;
 mod multi_call;
@@ -89,8 +90,10 @@ impl Drop for Registered {
 }
 
 impl Global {
-    /// Starts the locker and `global_name_server` on `node` (`global:start_link/0`).
-    pub fn start(node: &Node) -> Result<Global, GlobalError> {
+    /// Starts the locker and `global_name_server` on `node` (`global:start_link/0`), and
+    /// makes `global:whereis_name/1`, `global:registered_names/0` and `global:sync/0` callable
+    /// by `rpc`/`erpc` from peers.
+    pub fn start(node: &Node) -> Result<Global, RegisterError> {
         let names = Arc::new(Mutex::new(NameTable::default()));
         let locks = Arc::new(Mutex::new(LockTable::default()));
         let l = locks.clone();
@@ -111,7 +114,7 @@ impl Global {
             Ok(pid) => pid,
             Err(e) => {
                 node.exit(&locker, &locker, Term::atom("kill"));
-                return Err(e.into());
+                return Err(e);
             }
         };
         let g = Global {
@@ -122,6 +125,7 @@ impl Global {
         let key = (node_id(node), gns);
         registry().insert(key, g.clone());
         let _ = ready_tx.send(Registered { key });
+        functions::register(node.functions());
         Ok(g)
     }
 

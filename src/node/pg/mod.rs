@@ -15,6 +15,7 @@
 //!
 //! The scope is a registered process speaking pg's messages ([`state`]); the table it maintains
 //! is readable from anywhere without a round trip, as pg's ETS table is.
+mod functions;
 mod groups;
 mod key;
 mod process;
@@ -116,8 +117,9 @@ impl Drop for Registered {
 
 impl Scope {
     /// `pg:start(Name)`: registers the scope process `name` on `node`, monitors nodes and
-    /// discovers the scope on every visible node.
-    pub fn start(node: &Node, name: Atom) -> Result<Scope, PgError> {
+    /// discovers the scope on every visible node. Also makes pg's API (`pg:join/3`,
+    /// `pg:get_members/2`, ...) callable by `rpc`/`erpc` from peers.
+    pub fn start(node: &Node, name: Atom) -> Result<Scope, RegisterError> {
         let groups = Arc::new(Mutex::new(Groups::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel::<Registered>();
@@ -140,6 +142,7 @@ impl Scope {
         let key = (node_id(node), pid);
         registry().insert(key, scope.clone());
         let _ = ready_tx.send(Registered { key });
+        functions::register(node.functions());
         Ok(scope)
     }
 
