@@ -84,6 +84,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     net_kernel::start(&node)?;
     rex::start(&node)?;
     group_leader::start(&node)?;
+    super::global::Global::start(&node)?;
+    super::pg::Scope::start(&node, Atom::new(super::pg::ROUTE_SCOPE))?;
     node.set_connector(Arc::new(DistConnector {
         local: local.clone(),
         mode: cfg.mode.clone(),

@@ -298,14 +298,12 @@ impl GlobalState {
         );
         self.cast_to(fx, node, resolved);
         let d = self.dict(node);
-        match std::mem::replace(&mut d.save_ops, SaveOps::Ops(ops)) {
-            SaveOps::Resolved {
-                his_known,
-                his_resolved,
-            } => {
-                self.resolved(node, his_resolved, his_known, fx);
-            }
-            _ => {}
+        if let SaveOps::Resolved {
+            his_known,
+            his_resolved,
+        } = std::mem::replace(&mut d.save_ops, SaveOps::Ops(ops))
+        {
+            self.resolved(node, his_resolved, his_known, fx);
         }
     }
 

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn pids_sort_as_otp_25_sorts_them() {
         // lists:sort/1 on OTP 25 gave: a/1/0, b/1/0, a/5/0, b/9/0, pidordtest/9/0, a/1/1.
-        let mut v = vec![
+        let mut v = [
             pid("a@h", 5, 0, 1),
             pid("a@h", 1, 1, 1),
             pid("b@h", 1, 0, 1),

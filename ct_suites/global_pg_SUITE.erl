@@ -1,0 +1,265 @@
+%% @doc global and pg between stock OTP 25 nodes and a beamq node (issue 4, DESIGN.md §5).
+%%
+%% The ct node is not distributed: the suite starts beamq (`$BEAMQ_BIN start', ekka mode) and
+%% stock peers a and c (`peer', controlled over stdio, `-epmd_module beamq_epmd'), runs the
+%% checks on the peers, and kills every OS process it started by pid.
+%%   - global:sync() on a BEAM node completes with beamq connected; beamq syncs too;
+%%   - a name registered with `global' on a is known to beamq (rpc global:whereis_name/1),
+%%     and goes away when its process dies;
+%%   - a's pg scope `beamq_route' and beamq's exchange groups both ways (join, leave, a killed
+%%     member disappears), and a's scope process never crashes;
+%%   - a third node c connecting to beamq only: global meshes a and c and stays in sync;
+%%     dropping a-c makes global take the overlapping partition apart as BEAM does.
+-module(global_pg_SUITE).
+-define(config(Key, Config), proplists:get_value(Key, Config)).
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
+-export([global_sync/1, global_name_visible/1, pg_groups_both_ways/1, third_node/1,
+         partition_prevention/1]).
+%% Run on the peers.
+-export([p_start_scope/0, p_sleeper/0, p_sync_timed/1]).
+
+-define(COOKIE, "beamq_global_pg_suite").
+-define(G, <<"t/#">>).
+
+suite() -> [{timetrap, {minutes, 3}}].
+
+all() -> [global_sync, global_name_visible, pg_groups_both_ways, third_node,
+          partition_prevention].
+
+init_per_suite(Config) ->
+    case os:getenv("BEAMQ_BIN") of
+        false -> {skip, "BEAMQ_BIN not set"};
+        Bin ->
+            EpmdMod = code:which(beamq_epmd),
+            true = is_list(EpmdMod),
+            Paths = [filename:dirname(EpmdMod), filename:dirname(code:which(?MODULE))],
+            Config1 = [{beamq_bin, Bin}, {code_paths, Paths} | Config],
+            Beamq = start_beamq(Config1),
+            {ok, Peer, A} = start_peer(Config1),
+            Scope = peer:call(Peer, ?MODULE, p_start_scope, []),
+            [{peer, Peer}, {peer_node, A}, {scope, Scope} | Beamq ++ Config1]
+    end.
+
+end_per_suite(Config) ->
+    [catch peer:stop(P) || {K, P} <- Config, K =:= peer],
+    [os_kill(H) || {K, H} <- Config, K =:= beamq_os],
+    ok.
+
+%%--------------------------------------------------------------------
+%% Cases (in order; they share beamq and peer a)
+
+global_sync(Config) ->
+    B = ?config(beamq_node, Config),
+    true = pcall(Config, net_kernel, connect_node, [B]),
+    %% Blocks until beamq has done init_connect, the lock dance, exchange and resolved.
+    {ok, Ms} = pcall(Config, ?MODULE, p_sync_timed, [[]]),
+    ct:pal("global:sync() on a with beamq connected: ~p ms", [Ms]),
+    A = ?config(peer_node, Config),
+    ok = pcall(Config, rpc, call, [B, global, sync, []]),
+    %% a counts beamq as synced (global:info() is global's #state{}; synced is field 3).
+    true = lists:member(B, element(4, pcall(Config, global, info, []))),
+    [B] = pcall(Config, erlang, nodes, []),
+    [A] = pcall(Config, rpc, call, [B, erlang, nodes, []]).
+
+global_name_visible(Config) ->
+    B = ?config(beamq_node, Config),
+    P = pcall(Config, ?MODULE, p_sleeper, []),
+    yes = pcall(Config, global, register_name, [gp_foo, P]),
+    P = pcall(Config, rpc, call, [B, global, whereis_name, [gp_foo]]),
+    true = lists:member(gp_foo, pcall(Config, rpc, call, [B, global, registered_names, []])),
+    %% A name beamq does not know.
+    undefined = pcall(Config, rpc, call, [B, global, whereis_name, [gp_nosuch]]),
+    %% The registered process dies: beamq's monitor drops the name.
+    true = pcall(Config, erlang, exit, [P, kill]),
+    ok = wait_for(fun() ->
+                          pcall(Config, rpc, call, [B, global, whereis_name, [gp_foo]])
+                              =:= undefined andalso ok
+                  end, 50),
+    %% unregister_name runs the lock + multi_call on beamq as well.
+    P2 = pcall(Config, ?MODULE, p_sleeper, []),
+    yes = pcall(Config, global, register_name, [gp_bar, P2]),
+    P2 = pcall(Config, rpc, call, [B, global, whereis_name, [gp_bar]]),
+    _ = pcall(Config, global, unregister_name, [gp_bar]),
+    undefined = pcall(Config, rpc, call, [B, global, whereis_name, [gp_bar]]).
+
+pg_groups_both_ways(Config) ->
+    B = ?config(beamq_node, Config),
+    Scope = ?config(scope, Config),
+    %% a joins; beamq sees it.
+    PA = pcall(Config, ?MODULE, p_sleeper, []),
+    ok = pcall(Config, pg, join, [beamq_route, ?G, PA]),
+    ok = wait_for(fun() -> members(Config, B) =:= [PA] andalso ok end, 50),
+    [] = pcall(Config, rpc, call, [B, pg, get_local_members, [beamq_route, ?G]]),
+    %% beamq joins (a process spawned on beamq); a sees it.
+    QB = pcall(Config, erlang, spawn, [B, timer, sleep, [infinity]]),
+    B = node(QB),
+    ok = pcall(Config, erpc, call, [B, pg, join, [beamq_route, ?G, QB]]),
+    ok = wait_for(fun() -> lists:sort(local_view(Config)) =:= lists:sort([PA, QB]) andalso ok end, 50),
+    [QB] = pcall(Config, rpc, call, [B, pg, get_local_members, [beamq_route, ?G]]),
+    %% beamq leaves; a sees it.
+    ok = pcall(Config, erpc, call, [B, pg, leave, [beamq_route, ?G, QB]]),
+    ok = wait_for(fun() -> local_view(Config) =:= [PA] andalso ok end, 50),
+    not_joined = pcall(Config, erpc, call, [B, pg, leave, [beamq_route, ?G, QB]]),
+    %% A killed beamq member disappears on a.
+    ok = pcall(Config, erpc, call, [B, pg, join, [beamq_route, ?G, [QB]]]),
+    ok = wait_for(fun() -> length(local_view(Config)) =:= 2 andalso ok end, 50),
+    true = pcall(Config, erlang, exit, [QB, kill]),
+    ok = wait_for(fun() -> local_view(Config) =:= [PA] andalso ok end, 50),
+    %% a leaves; beamq sees it. A killed a-member disappears on beamq.
+    ok = pcall(Config, pg, leave, [beamq_route, ?G, PA]),
+    ok = wait_for(fun() -> members(Config, B) =:= [] andalso ok end, 50),
+    ok = pcall(Config, pg, join, [beamq_route, <<"other">>, PA]),
+    ok = pcall(Config, pg, join, [beamq_route, ?G, [PA]]),
+    ok = wait_for(fun() -> members(Config, B) =:= [PA] andalso ok end, 50),
+    true = pcall(Config, erlang, exit, [PA, kill]),
+    ok = wait_for(fun() -> members(Config, B) =:= [] andalso ok end, 50),
+    [] = pcall(Config, rpc, call, [B, pg, get_members, [beamq_route, <<"other">>]]),
+    %% The stock scope never crashed on anything beamq sent.
+    Scope = pcall(Config, erlang, whereis, [beamq_route]).
+
+third_node(Config) ->
+    B = ?config(beamq_node, Config),
+    A = ?config(peer_node, Config),
+    {ok, PeerC, C} = start_peer(Config),
+    try
+        true = peer:call(PeerC, net_kernel, connect_node, [B], 15000),
+        {ok, _} = peer:call(PeerC, ?MODULE, p_sync_timed, [[]], 20000),
+        %% beamq's resolved told c about a (and its new_nodes told a about c).
+        ok = wait_for(fun() -> lists:member(A, peer:call(PeerC, erlang, nodes, [])) andalso ok end, 50),
+        true = lists:member(C, pcall(Config, erlang, nodes, [])),
+        {ok, _} = pcall(Config, ?MODULE, p_sync_timed, [[]]),
+        ok = pcall(Config, rpc, call, [B, global, sync, []]),
+        %% A name registered on c is known on a and on beamq.
+        PC = peer:call(PeerC, ?MODULE, p_sleeper, []),
+        yes = peer:call(PeerC, global, register_name, [gp_c, PC], 20000),
+        PC = pcall(Config, global, whereis_name, [gp_c]),
+        PC = pcall(Config, rpc, call, [B, global, whereis_name, [gp_c]]),
+        %% pg: c's scope gets a's and beamq's groups.
+        _ = peer:call(PeerC, ?MODULE, p_start_scope, []),
+        PA = pcall(Config, ?MODULE, p_sleeper, []),
+        ok = pcall(Config, pg, join, [beamq_route, ?G, PA]),
+        ok = wait_for(fun() ->
+                              peer:call(PeerC, pg, get_members, [beamq_route, ?G]) =:= [PA]
+                                  andalso members(Config, B) =:= [PA] andalso ok
+                      end, 50),
+        true = pcall(Config, erlang, exit, [PA, kill]),
+        ok = wait_for(fun() -> members(Config, B) =:= [] andalso ok end, 50),
+        Scope = ?config(scope, Config),
+        Scope = pcall(Config, erlang, whereis, [beamq_route])
+    after
+        catch peer:stop(PeerC)
+    end.
+
+%% c connects to a and beamq; then a drops c. As between BEAM nodes (§1.6 of the traces), the
+%% lost_connection reports make every node drop both a and c: nobody keeps an overlapping
+%% partition. beamq must take part (re-broadcast, remove_connection) like a BEAM node.
+partition_prevention(Config) ->
+    B = ?config(beamq_node, Config),
+    A = ?config(peer_node, Config),
+    true = lists:member(B, pcall(Config, erlang, nodes, [])) orelse
+        pcall(Config, net_kernel, connect_node, [B]),
+    {ok, _} = pcall(Config, ?MODULE, p_sync_timed, [[]]),
+    {ok, PeerC, C} = start_peer(Config),
+    try
+        true = peer:call(PeerC, net_kernel, connect_node, [B], 15000),
+        {ok, _} = peer:call(PeerC, ?MODULE, p_sync_timed, [[]], 20000),
+        ok = wait_for(fun() -> lists:member(A, peer:call(PeerC, erlang, nodes, [])) andalso ok end, 50),
+        true = pcall(Config, erlang, disconnect_node, [C]),
+        ok = wait_for(fun() ->
+                              BNodes = pcall(Config, erlang, nodes, []),
+                              CNodes = peer:call(PeerC, erlang, nodes, []),
+                              (not lists:member(B, BNodes)) andalso CNodes =:= [] andalso ok
+                      end, 50),
+        %% a reconnects to beamq cleanly afterwards, and global syncs again.
+        true = pcall(Config, net_kernel, connect_node, [B]),
+        {ok, _} = pcall(Config, ?MODULE, p_sync_timed, [[]]),
+        Scope = ?config(scope, Config),
+        Scope = pcall(Config, erlang, whereis, [beamq_route])
+    after
+        catch peer:stop(PeerC)
+    end.
+
+%%--------------------------------------------------------------------
+%% Run on the peers
+
+p_start_scope() ->
+    {ok, Pid} = pg:start(beamq_route),
+    Pid.
+
+p_sleeper() ->
+    spawn(timer, sleep, [infinity]).
+
+p_sync_timed(_) ->
+    T0 = erlang:monotonic_time(millisecond),
+    ok = global:sync(),
+    {ok, erlang:monotonic_time(millisecond) - T0}.
+
+%%--------------------------------------------------------------------
+%% Helpers on the ct node
+
+members(Config, B) ->
+    pcall(Config, rpc, call, [B, pg, get_members, [beamq_route, ?G]]).
+
+local_view(Config) ->
+    pcall(Config, pg, get_members, [beamq_route, ?G]).
+
+pcall(Config, M, F, A) -> peer:call(?config(peer, Config), M, F, A, 15000).
+
+wait_for(_F, 0) -> exit(wait_for_timeout);
+wait_for(F, N) ->
+    case F() of
+        false -> timer:sleep(100), wait_for(F, N - 1);
+        Done -> Done
+    end.
+
+start_beamq(Config) ->
+    Priv = ?config(priv_dir, Config),
+    Log = filename:join(Priv, "beamq.log"),
+    Name = "gpq" ++ integer_to_list(free_ekka_offset()) ++ "@127.0.0.1",
+    Args = ["start", "--name", Name, "--cookie", ?COOKIE, "--data-dir",
+            filename:join(Priv, "data")],
+    H = os_start(?config(beamq_bin, Config), Args, [], Log),
+    ok = wait_for(fun() ->
+                          case file:read_file(Log) of
+                              {ok, Bin} -> binary:match(Bin, <<"started">>) =/= nomatch andalso ok;
+                              _ -> false
+                          end
+                  end, 100),
+    [{beamq_os, H}, {beamq_node, list_to_atom(Name)}].
+
+start_peer(Config) ->
+    Name = "gpct" ++ integer_to_list(free_ekka_offset()),
+    Paths = lists:append([["-pa", P] || P <- ?config(code_paths, Config)]),
+    peer:start(#{name => Name, host => "127.0.0.1", longnames => true,
+                 connection => standard_io,
+                 args => ["-setcookie", ?COOKIE, "-start_epmd", "false",
+                          "-epmd_module", "beamq_epmd"] ++ Paths}).
+
+%% An ekka offset whose dist port (4370 + N) is free now.
+free_ekka_offset() ->
+    N = 20000 + rand:uniform(30000),
+    case gen_tcp:listen(4370 + N, [{ip, {127, 0, 0, 1}}]) of
+        {ok, S} -> gen_tcp:close(S), N;
+        _ -> free_ekka_offset()
+    end.
+
+%% Starts an OS process (stdout and stderr to Log) owned by a holder process that outlives
+%% the caller; returns {Holder, OsPid}.
+os_start(Exe, Args, Env, Log) ->
+    Parent = self(),
+    Holder = spawn(fun() ->
+                           Port = open_port({spawn_executable, "/bin/sh"},
+                                            [{args, ["-c", "exec \"$0\" \"$@\" >>\"$LOGFILE\" 2>&1",
+                                                     Exe | Args]},
+                                             {env, [{"LOGFILE", Log} | Env]}, exit_status]),
+                           {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+                           Parent ! {self(), OsPid},
+                           receive stop -> ok end
+                   end),
+    receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
+
+os_kill({Holder, OsPid}) ->
+    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+    Holder ! stop,
+    ok.
