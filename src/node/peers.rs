@@ -340,16 +340,4 @@ impl Node {
     pub fn set_connector(&self, c: Arc<dyn Connector>) {
         self.inner.peers.set_connector(c);
     }
-
-    /// `erlang:disconnect_node/1` (global's `remove_connection`): forgets the connection to
-    /// `peer`, which fires nodedown now and closes its writer (and so the socket); false when
-    /// not connected.
-    pub fn disconnect(&self, peer: Atom) -> bool {
-        let id = match self.inner.peers.lock().map.get(&peer) {
-            Some(PeerState::Up(link)) => link.id,
-            _ => return false,
-        };
-        self.peer_down(peer, id);
-        true
-    }
 }
