@@ -306,13 +306,13 @@ impl AtomCacheWriter {
             .refs
             .iter()
             .any(|(a, _, new)| *new && a.as_str().len() > 255);
-        let mut flags = vec![0u8; n / 2 + 1];
+        let mut flags = [0u8; MAX_REFS_PER_MESSAGE / 2 + 1];
         for (i, (_, slot, new)) in self.refs.iter().enumerate() {
             let f = (u8::from(*new) << 3) | (*slot >> 8) as u8;
             flags[i / 2] |= f << ((i % 2) * 4);
         }
         flags[n / 2] |= u8::from(long_atoms) << ((n % 2) * 4);
-        out.extend_from_slice(&flags);
+        out.extend_from_slice(&flags[..n / 2 + 1]);
         for (a, slot, new) in &self.refs {
             out.put_u8(*slot as u8);
             if *new {

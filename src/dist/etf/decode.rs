@@ -8,67 +8,10 @@
 //! zero-copy slices of the input `Bytes`.
 use bytes::Bytes;
 
-use super::atom::{Atom, AtomError};
+use super::atom::Atom;
+pub use super::error::{DecodeError, DecodeLimits};
 use super::tags::*;
 use super::term::{BigInt, Fun, Pid, Port, Reference, Term, MAX_REF_WORDS};
-
-/// Why a term could not be decoded.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    /// The input ended inside a term.
-    #[error("truncated term")]
-    Truncated,
-    /// The version byte was not 131.
-    #[error("bad version byte {0}")]
-    BadVersion(u8),
-    /// A tag we do not know (or one that never travels between nodes).
-    #[error("unknown or unsupported tag {0}")]
-    UnknownTag(u8),
-    /// Bytes left after the term.
-    #[error("{0} trailing bytes after term")]
-    Trailing(usize),
-    /// Nesting deeper than the limit.
-    #[error("term nested deeper than {0}")]
-    TooDeep(usize),
-    /// An atom was invalid or the atom table is full.
-    #[error("atom: {0}")]
-    Atom(#[from] AtomError),
-    /// ATOM_CACHE_REF to an index the distribution header did not give.
-    #[error("atom cache reference {0} not in the distribution header")]
-    AtomCacheRef(u8),
-    /// A compressed term declares more than the limit.
-    #[error("compressed term of {size} bytes exceeds limit {limit}")]
-    TooLarge {
-        /// Declared uncompressed size.
-        size: u64,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// zlib data was bad or did not match the declared size.
-    #[error("bad compressed term")]
-    BadCompression,
-    /// Structurally invalid (bad float text, reference length, fun size ...).
-    #[error("malformed term: {0}")]
-    Malformed(&'static str),
-}
-
-/// Bounds applied while decoding; the defaults suit the distribution wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Deepest nesting of tuples, lists, maps and funs.
-    pub max_depth: usize,
-    /// Largest uncompressed size a COMPRESSED term may declare.
-    pub max_uncompressed: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_depth: 10_000,
-            max_uncompressed: 64 << 20,
-        }
-    }
-}
 
 /// Decodes a whole `131`-prefixed external term (what `term_to_binary/1,2` makes), default limits.
 pub fn decode(buf: &Bytes) -> Result<Term, DecodeError> {
@@ -96,6 +39,14 @@ pub struct TermReader<'a> {
     atoms: &'a [Atom],
     limits: &'a DecodeLimits,
 }
+
+thread_local! {
+    /// The open-container stack, kept per thread so decoding a small term does not allocate it.
+    static STACK: std::cell::Cell<Vec<Open>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Most stack capacity kept between terms (deeper terms free theirs).
+const KEEP_STACK: usize = 64;
 
 enum Open {
     Tuple(Vec<Term>, usize),
@@ -176,11 +127,20 @@ impl<'a> TermReader<'a> {
 
     /// Reads one term without a version byte (as terms follow a distribution header).
     pub fn read_term(&mut self) -> Result<Term, DecodeError> {
-        let mut stack: Vec<Open> = Vec::new();
+        let mut stack = STACK.with(|s| s.take());
+        let r = self.read_term_with(&mut stack);
+        stack.clear();
+        if stack.capacity() <= KEEP_STACK {
+            STACK.with(|s| s.set(stack));
+        }
+        r
+    }
+
+    fn read_term_with(&mut self, stack: &mut Vec<Open>) -> Result<Term, DecodeError> {
         // Capacity reservable for open containers, so their sum stays below the input size.
         let mut budget = self.remaining();
         loop {
-            let mut value = match self.start(&mut stack, &mut budget)? {
+            let mut value = match self.start(stack, &mut budget)? {
                 Some(v) => v,
                 None => continue,
             };

@@ -11,6 +11,7 @@
 pub mod atom;
 pub mod decode;
 pub mod encode;
+pub mod error;
 pub mod tags;
 pub mod term;
 
