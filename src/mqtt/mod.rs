@@ -2,4 +2,7 @@
 //! broker loop are built on these).
 
 pub mod codec;
+pub mod metrics;
+pub mod retained;
 pub mod session;
+pub mod sys;
