@@ -23,6 +23,13 @@ enum Command {
     },
     /// Run a node: Erlang distribution (ekka or epmd port mode) and, later, the MQTT broker.
     Start(StartArgs),
+    /// Add, update or delete a user in an MQTT password file (as mosquitto_passwd):
+    /// `beamq passwd [-c] [-I N] FILE USER [PASSWORD]`, `beamq passwd -D FILE USER`.
+    Passwd {
+        /// Arguments as mosquitto_passwd takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// `beamq start` flags (DESIGN.md section 6). Flags win over the environment.
@@ -167,5 +174,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Epmd { args } => exit(beamq::epmd::cli::main(args)),
         Command::Start(args) => start(args),
+        Command::Passwd { args } => exit(beamq::mqtt::auth::cli::main(args)),
     }
 }

@@ -1,6 +1,7 @@
 //! MQTT: the packet codec and the sans-IO session state machine (listeners, auth/ACL and the
 //! broker loop are built on these).
 
+pub mod auth;
 pub mod codec;
 pub mod metrics;
 pub mod retained;
