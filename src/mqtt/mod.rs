@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod retained;
 pub mod session;
 pub mod sys;
+pub mod transport;
