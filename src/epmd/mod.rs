@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod fuzz;
 pub mod listen;
 pub mod registry;
 pub mod request;
