@@ -21,19 +21,29 @@ fn reply_bound(live: usize) -> usize {
 /// Run one fuzz input.
 pub fn request_stream(data: &[u8]) {
     let mut registry = Registry::new(data.first().is_some_and(|b| b & 1 == 1));
-    let settings = Settings { port: 4369, relaxed: data.get(1).is_some_and(|b| b & 1 == 1) };
+    let settings = Settings {
+        port: 4369,
+        relaxed: data.get(1).is_some_and(|b| b & 1 == 1),
+    };
     let mut rest = data.get(2..).unwrap_or_default();
     let mut conn = 0u64;
     while let Some((&control, tail)) = rest.split_first() {
         conn += 1;
         let chunk = usize::from(control >> 1).max(1);
-        let peer = Peer { local: control & 1 == 0, fd: conn as i32, conn };
+        let peer = Peer {
+            local: control & 1 == 0,
+            fd: conn as i32,
+            conn,
+        };
         let mut reader = PacketReader::new();
         let mut input = tail;
         let mut complete = false;
         while !input.is_empty() {
             let dst = reader.read_buf();
-            assert!(!dst.is_empty() && dst.len() < INBUF_SIZE, "read size out of C's bounds");
+            assert!(
+                !dst.is_empty() && dst.len() < INBUF_SIZE,
+                "read size out of C's bounds"
+            );
             let n = dst.len().min(chunk).min(input.len());
             dst[..n].copy_from_slice(&input[..n]);
             input = &input[n..];
@@ -52,11 +62,17 @@ pub fn request_stream(data: &[u8]) {
         }
         let body = reader.body();
         assert!(!body.is_empty() && body.len() + 2 < INBUF_SIZE);
-        let Ok(req) = Request::decode(body) else { continue };
+        let Ok(req) = Request::decode(body) else {
+            continue;
+        };
         if !matches!(req, Request::Alive2Refused { .. }) {
             let again = req.encode();
             let normalised = Request::decode(&again[2..]);
-            assert_eq!(normalised.as_ref(), Ok(&req), "request does not survive re-encoding");
+            assert_eq!(
+                normalised.as_ref(),
+                Ok(&req),
+                "request does not survive re-encoding"
+            );
         }
         let outcome = service::handle(&mut registry, &settings, &peer, req, 1_700_000_000);
         assert!(outcome.reply.len() <= reply_bound(registry.live_count()));
