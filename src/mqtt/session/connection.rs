@@ -338,7 +338,13 @@ impl Connection {
     /// Maximum Packet Size (MQTT 5.0 §3.1.2.11.4: Reason String and User Properties go first).
     pub(super) fn send(&mut self, mut packet: Packet) -> bool {
         let limit = self.limits.maximum_packet_size as usize;
-        match packet.encoded_len(self.version) {
+        // No limit announced: every encodable packet fits, skip the extra length pass.
+        let checked = if limit >= crate::mqtt::codec::wire::VARINT_MAX as usize {
+            Ok(0)
+        } else {
+            packet.encoded_len(self.version)
+        };
+        match checked {
             Ok(n) if n > limit => {
                 strip_optional(&mut packet);
                 if packet.encoded_len(self.version).map_or(true, |n| n > limit) {

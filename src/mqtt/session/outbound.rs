@@ -147,9 +147,11 @@ impl Connection {
         }
         let packet = Packet::Publish(publish);
         // Checked with the full topic: the largest form, whatever the alias does.
-        let fits = packet
-            .encoded_len(self.version)
-            .is_ok_and(|n| n + 3 <= self.limits.maximum_packet_size as usize);
+        let limit = self.limits.maximum_packet_size as usize;
+        let fits = limit >= crate::mqtt::codec::wire::VARINT_MAX as usize
+            || packet
+                .encoded_len(self.version)
+                .is_ok_and(|n| n + 3 <= limit);
         if !fits {
             tracing::debug!(client = ?self.client_id(), topic = %m.topic, "message over the client's maximum packet size dropped");
             return false;
