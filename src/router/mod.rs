@@ -7,9 +7,17 @@
 
 mod filter_trie;
 mod levels;
+pub mod route_table;
+pub mod share;
+pub mod shared;
+pub mod subscriptions;
 pub mod topic;
 pub mod trie;
 
 pub use filter_trie::FilterTrie;
+pub use route_table::{NodeId, NodeNames, RouteTable};
+pub use share::{ShareGroup, ShareStrategy};
+pub use shared::ReadMostly;
+pub use subscriptions::{Delivery, SubOptions, Subscribed, SubscriptionTable, Unsubscribed};
 pub use topic::{FilterLevel, Subscription, TopicError, TopicFilter, TopicName};
 pub use trie::{TopicTrie, TrieFull, ValueSet};
