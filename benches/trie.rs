@@ -2,7 +2,7 @@
 //! `+`, 10 % ending in `#`, depths 3–6), bytes per filter from a counting allocator, and
 //! matching from 1 and 2 threads through the shared table.
 //!
-//! Run: `cargo bench --bench trie` (add `-- --quick` style criterion flags as usual).
+//! Run: `cargo bench --bench trie`; `TRIE_BENCH_SIZES=1000000` runs one size only.
 
 use beamq::router::{ReadMostly, TopicFilter, TopicTrie};
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -100,6 +100,27 @@ fn build(filters: &[TopicFilter]) -> TopicTrie<u32> {
     t
 }
 
+/// This thread's CPU time: matching rates per CPU-second stay meaningful on a loaded machine.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Matches per wall-second and per CPU-second over `rounds` passes of the pool.
+fn match_rates(t: &TopicTrie<u32>, topics: &[String], rounds: usize) -> (f64, f64) {
+    let (w0, c0) = (Instant::now(), thread_cpu());
+    for _ in 0..rounds {
+        black_box(match_all(t, topics));
+    }
+    let n = (rounds * topics.len()) as f64;
+    (n / w0.elapsed().as_secs_f64(), n / (thread_cpu() - c0).as_secs_f64())
+}
+
 fn match_all(t: &TopicTrie<u32>, topics: &[String]) -> usize {
     let mut hits = 0;
     for topic in topics {
@@ -180,7 +201,12 @@ fn main() {
         .configure_from_args();
     let mut rng = StdRng::seed_from_u64(42);
     let mut report = Vec::new();
-    for &n in &SIZES {
+    // `TRIE_BENCH_SIZES=1000000` limits the run (for profiling one size).
+    let sizes: Vec<usize> = std::env::var("TRIE_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| SIZES.to_vec());
+    for &n in &sizes {
         let fs = filters(n, &mut rng);
         let ts = topics(&fs, &mut rng);
         let before = LIVE.load(Ordering::Relaxed);
@@ -189,6 +215,7 @@ fn main() {
         let build_time = t0.elapsed();
         let bytes = LIVE.load(Ordering::Relaxed) - before;
         let hits = match_all(&trie, &ts);
+        let (wall, cpu) = match_rates(&trie, &ts, 5);
         report.push(format!(
             "{n} filters: {:.1} bytes/filter ({} MiB), {} trie nodes, one build {:.0} ms ({:.2} M inserts/s), {:.2} matched filters/publish",
             bytes as f64 / n as f64,
@@ -197,6 +224,12 @@ fn main() {
             build_time.as_secs_f64() * 1e3,
             n as f64 / build_time.as_secs_f64() / 1e6,
             hits as f64 / ts.len() as f64,
+        ));
+
+        report.push(format!(
+            "{n} filters, 1 thread, no lock: {:.2} M matches/s wall, {:.2} M per CPU-second",
+            wall / 1e6,
+            cpu / 1e6
         ));
 
         let mut g = c.benchmark_group("trie_insert");

@@ -12,11 +12,54 @@ use std::hash::BuildHasher;
 /// A level id; literal ids stay below [`LevelInterner::MAX_ID`].
 pub type LevelId = u32;
 
+/// Levels up to this many bytes are compared inside the hash table slot.
+const INLINE: usize = 11;
+
+/// One hash table slot (16 bytes): the id, and the level text itself when it is short, so a
+/// lookup of a short level touches one cache line (device ids, `temp`, `status` ...) instead
+/// of also chasing `names` and the text on the heap.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: LevelId,
+    /// Text length if `<= INLINE`, else `u8::MAX` (text only in `names`).
+    len: u8,
+    text: [u8; INLINE],
+}
+
+impl Slot {
+    fn new(id: LevelId, level: &str) -> Self {
+        let mut text = [0; INLINE];
+        let len = match level.len() {
+            n if n <= INLINE => {
+                text[..n].copy_from_slice(level.as_bytes());
+                n as u8
+            }
+            _ => u8::MAX,
+        };
+        Slot { id, len, text }
+    }
+
+    #[inline]
+    fn is(&self, level: &str, names: &[Box<str>]) -> bool {
+        match self.len {
+            u8::MAX => level.len() > INLINE && &*names[self.id as usize] == level,
+            n => level.len() == n as usize && &self.text[..n as usize] == level.as_bytes(),
+        }
+    }
+
+    fn text<'a>(&'a self, names: &'a [Box<str>]) -> &'a [u8] {
+        match self.len {
+            u8::MAX => names[self.id as usize].as_bytes(),
+            n => &self.text[..n as usize],
+        }
+    }
+}
+
 /// Level text ↔ id, reference-counted by the trie edges that use the level.
 #[derive(Debug, Default)]
 pub struct LevelInterner {
-    /// Ids, hashed by their text (the text lives in `names`, so the table holds 4 bytes a slot).
-    table: HashTable<LevelId>,
+    /// Ids hashed by their text.
+    table: HashTable<Slot>,
     /// Text per id; an empty box for a free id (an empty level is a live `""` with refs > 0).
     names: Vec<Box<str>>,
     /// Edges using each id; 0 means the id is free.
@@ -33,10 +76,10 @@ impl LevelInterner {
     /// The id of `level`, if some edge uses it.
     #[inline]
     pub fn get(&self, level: &str) -> Option<LevelId> {
-        let h = self.hasher.hash_one(level);
+        let h = self.hasher.hash_one(level.as_bytes());
         self.table
-            .find(h, |&id| &*self.names[id as usize] == level)
-            .copied()
+            .find(h, |s| s.is(level, &self.names))
+            .map(|s| s.id)
     }
 
     /// The id of `level`, created if needed, with one more reference. `None` when the id
@@ -62,9 +105,9 @@ impl LevelInterner {
             }
         };
         let (names, hasher) = (&self.names, &self.hasher);
-        let h = hasher.hash_one(level);
+        let h = hasher.hash_one(level.as_bytes());
         self.table
-            .insert_unique(h, id, |&i| hasher.hash_one(&*names[i as usize]));
+            .insert_unique(h, Slot::new(id, level), |s| hasher.hash_one(s.text(names)));
         Some(id)
     }
 
@@ -79,8 +122,8 @@ impl LevelInterner {
             return;
         }
         *r = 0;
-        let h = self.hasher.hash_one(&*self.names[i]);
-        if let Ok(entry) = self.table.find_entry(h, |&x| x == id) {
+        let h = self.hasher.hash_one(self.names[i].as_bytes());
+        if let Ok(entry) = self.table.find_entry(h, |s| s.id == id) {
             entry.remove();
         }
         self.names[i] = Box::from("");
@@ -114,5 +157,25 @@ mod tests {
         assert_eq!(b, a, "freed id is reused");
         assert_eq!(l.len(), 2);
         assert_eq!(l.get(""), Some(e));
+    }
+
+    #[test]
+    fn long_and_short_levels() {
+        let mut l = LevelInterner::default();
+        let long = "a-level-longer-than-eleven-bytes";
+        let a = l.acquire(long).unwrap();
+        let b = l.acquire("elevenbytes").unwrap();
+        let c = l.acquire("twelve-bytes").unwrap();
+        assert_eq!(l.get(long), Some(a));
+        assert_eq!(l.get("elevenbytes"), Some(b));
+        assert_eq!(l.get("twelve-bytes"), Some(c));
+        assert_eq!(l.get("twelve-bytez"), None);
+        assert_eq!(l.get(&long[..11]), None);
+        for _ in 0..1000 {
+            l.acquire(&format!("x{}", l.len())).unwrap();
+        }
+        assert_eq!(l.get(long), Some(a), "found after the table grew");
+        l.release(a);
+        assert_eq!(l.get(long), None);
     }
 }
