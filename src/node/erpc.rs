@@ -127,6 +127,7 @@ pub fn serve_spawn_request(node: &Node, req: SpawnRequest) {
             node: p.node().clone(),
             pid: p.pid(),
             caller: Some(caller),
+            process: Some(p),
         };
         run_job(ctx, job).await
     };

@@ -31,8 +31,8 @@ impl Exception {
     }
 }
 
-/// What a called function sees of its caller.
-#[derive(Debug, Clone)]
+/// What a called function sees: its node, the worker process running it, its caller.
+#[derive(Debug)]
 pub struct CallContext {
     /// The node the function runs on.
     pub node: Node,
@@ -40,6 +40,8 @@ pub struct CallContext {
     pub pid: Pid,
     /// The calling process (on the peer, or local).
     pub caller: Option<Pid>,
+    /// The worker process itself (its mailbox), for functions that receive messages.
+    pub process: Option<super::process::Process>,
 }
 
 /// A registered function: arguments in, value or exception out.
@@ -123,6 +125,7 @@ pub async fn apply(ctx: CallContext, m: Atom, f: Atom, args: Vec<Term>) -> Resul
 /// `timer:sleep/1`. The calling process is the spawned worker, as under `erpc`.
 pub fn register_builtins(functions: &Functions) {
     super::bifs::register(functions);
+    super::bench::register(functions);
     functions.register_sync("erlang", "node", 0, |ctx, _| {
         Ok(Term::Atom(ctx.node.name()))
     });

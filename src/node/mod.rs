@@ -43,6 +43,7 @@
 //!   [`Functions::register`] add `Module:Function/Arity` callable by `rpc:call`/`erpc:call`.
 //!
 //! Mailboxes are accounted (see [`mailbox`]): a message beyond the cap is dropped and logged.
+pub mod bench;
 pub mod bifs;
 pub mod boot;
 pub mod config;

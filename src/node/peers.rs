@@ -14,10 +14,11 @@ use super::runtime::Node;
 use super::signal::{Outgoing, RemoteSignal};
 use crate::dist::etf::Atom;
 
-/// Signals kept for a node while its connection is being set up.
-pub const PENDING_CAP: usize = 65_536;
 /// Signals queued to one connection's writer before further ones are refused (and logged).
 pub const QUEUE_CAP: usize = 1_000_000;
+/// Signals kept for a node while its connection is being set up: as many as a live
+/// connection queues (BEAM suspends the sender instead; our sends never block).
+pub const PENDING_CAP: usize = QUEUE_CAP;
 
 /// Opens a connection to a node (handshake included) and, on success, hands it to
 /// [`Node::peer_up`]; on failure returns an error and the runtime fires nodedown.

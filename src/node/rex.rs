@@ -82,15 +82,22 @@ enum Reply {
 fn spawn_call(p: &Process, m: Atom, f: Atom, args: Vec<Term>, reply: Reply) {
     let rex = p.pid();
     p.node().spawn(move |w| async move {
+        let node = w.node().clone();
+        let pid = w.pid();
         let ctx = CallContext {
-            node: w.node().clone(),
-            pid: w.pid(),
+            node: node.clone(),
+            pid,
             caller: None,
+            process: Some(w),
         };
         let result = rpc_result(apply(ctx, m, f, args).await);
         match reply {
-            Reply::Gen(from) => w.node().reply(Some(rex), &from, result),
-            Reply::Rex(to) => w.send(Dest::Pid(to), Term::tuple(vec![Term::atom("rex"), result])),
+            Reply::Gen(from) => node.reply(Some(rex), &from, result),
+            Reply::Rex(to) => node.send_from(
+                Some(pid),
+                Dest::Pid(to),
+                Term::tuple(vec![Term::atom("rex"), result]),
+            ),
             Reply::None => {}
         }
         Term::atom("normal")

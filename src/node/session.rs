@@ -18,9 +18,6 @@ use crate::dist::etf::{Atom, Pid, Term};
 use crate::dist::flags;
 use crate::dist::message::{DistMessage, Inbound, Outbound, OutboundConfig};
 
-/// Signals drained from the queue into one batch of writes.
-const WRITE_BATCH: usize = 64;
-
 /// Why a connection could not be attached to the node.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -87,15 +84,11 @@ async fn read_loop(
 }
 
 async fn write_loop(mut queue: PeerQueue, sender: FrameSender, mut out: Outbound, unlink_id: bool) {
-    let mut buf = BytesMut::new();
-    while let Some(first) = queue.recv().await {
-        out.encode(&to_wire(first, unlink_id), &mut buf);
-        for _ in 1..WRITE_BATCH {
-            match queue.try_recv() {
-                Some(s) => out.encode(&to_wire(s, unlink_id), &mut buf),
-                None => break,
-            }
-        }
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(signal) = queue.recv().await {
+        // One message at a time: `Outbound::encode` cuts a large message into fragments by
+        // splitting the buffer, which would copy every earlier message still in it.
+        out.encode(&to_wire(signal, unlink_id), &mut buf);
         let mut frames = buf.split().freeze();
         while frames.len() >= 4 {
             let len = frames.get_u32() as usize;
@@ -106,6 +99,9 @@ async fn write_loop(mut queue: PeerQueue, sender: FrameSender, mut out: Outbound
             if sender.send(frame).await.is_err() {
                 return;
             }
+        }
+        if buf.capacity() < 4096 {
+            buf = BytesMut::with_capacity(64 * 1024);
         }
     }
     // The runtime dropped this connection (replaced or down): make sure the socket closes.
