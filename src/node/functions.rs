@@ -121,8 +121,9 @@ pub async fn apply(ctx: CallContext, m: Atom, f: Atom, args: Vec<Term>) -> Resul
 /// The functions every beamq node serves, each with its BEAM meaning: `erlang:node/0`,
 /// `erlang:nodes/0,1`, `erlang:system_info(otp_release)`, `erlang:whereis/1`,
 /// `erlang:registered/0`, `erlang:is_process_alive/1`, `erlang:send/2`, `erlang:exit/2`,
-/// `erlang:link/1`, `erlang:iolist_to_binary/1` (binaries and flat lists of bytes and binaries) and
-/// `timer:sleep/1`. The calling process is the spawned worker, as under `erpc`.
+/// `erlang:disconnect_node/1`, `erlang:link/1`, `erlang:iolist_to_binary/1` (binaries and flat
+/// lists of bytes and binaries), `timer:sleep/1`, and the benchmark's `beamq_bench:sink/2`,
+/// `source/3`. The calling process is the spawned worker, as under `erpc`.
 pub fn register_builtins(functions: &Functions) {
     super::bifs::register(functions);
     super::bench::register(functions);

@@ -39,8 +39,14 @@
 //!   `noconnection`.
 //! - **gen_server calls**: [`Process::call`] and [`Node::reply`] speak `gen.erl`'s
 //!   `{'$gen_call', {Pid, Tag}, Req}` / `{Tag, Reply}`.
+//! - **Calling other nodes**: [`Process::rpc_call`] / [`Node::rpc_call`] (`rpc:call/5` through
+//!   the peer's `rex`); [`Node::connect`], [`Node::disconnect`], [`Node::nodes`].
 //! - **Functions for rpc/erpc**: [`Node::functions`] → [`Functions::register_sync`] /
-//!   [`Functions::register`] add `Module:Function/Arity` callable by `rpc:call`/`erpc:call`.
+//!   [`Functions::register`] add `Module:Function/Arity` callable by `rpc:call`/`erpc:call`/
+//!   `spawn/4`. A function runs in its own worker process; [`CallContext::process`] gives it
+//!   that process's mailbox when it needs to receive.
+//! - **Starting a networked node**: [`boot::start`] with a [`boot::NodeConfig`] (what
+//!   `beamq start` does): dist listener in ekka or epmd mode, `net_kernel`, `rex`, `user`.
 //!
 //! Mailboxes are accounted (see [`mailbox`]): a message beyond the cap is dropped and logged.
 pub mod bench;
