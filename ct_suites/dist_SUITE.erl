@@ -11,12 +11,12 @@
 
 -export([all/0, groups/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_group/2, end_per_group/2]).
--export([connect_and_nodes/1, ping/1, rpc_and_erpc/1, undef_errors/1,
+-export([connect_and_nodes/1, ping/1, rpc_and_erpc/1, undef_errors/1, erpc_timeout_and_cast/1,
          monitor_unknown_name/1, monitor_rex_quiet/1, links_and_exits/1,
          big_binary/1, wrong_cookie/1, hidden_peer/1, outward_send/1, ticks_keep_idle_connection/1,
          beam_node_killed/1, beamq_killed/1]).
 %% Run on the peers.
--export([p_catch_erpc/4, p_big_echo/2, p_monitor_name/2, p_monitor_quiet/2, p_links/1, p_spawn_link_sleeper/1,
+-export([p_catch_erpc/4, p_catch_erpc/5, p_big_echo/2, p_monitor_name/2, p_monitor_quiet/2, p_links/1, p_spawn_link_sleeper/1,
          p_idle/2, p_sink/1, p_sink_got/0, p_await_nodedown/2, p_monitor_node/1]).
 
 -define(COOKIE, "beamq_dist_suite").
@@ -27,7 +27,8 @@ suite() -> [{timetrap, {minutes, 3}}].
 all() -> [{group, ekka}, {group, epmd}].
 
 groups() ->
-    Cases = [connect_and_nodes, ping, rpc_and_erpc, undef_errors, monitor_unknown_name,
+    Cases = [connect_and_nodes, ping, rpc_and_erpc, undef_errors, erpc_timeout_and_cast,
+             monitor_unknown_name,
              monitor_rex_quiet, links_and_exits, big_binary, wrong_cookie, hidden_peer,
              outward_send,
              ticks_keep_idle_connection, beam_node_killed, beamq_killed],
@@ -84,6 +85,15 @@ undef_errors(Config) ->
         pcall(Config, rpc, call, [B, nomod, nofun, [1]]),
     {error, {exception, undef, [{nomod, nofun, [1, <<"x">>], []}]}} =
         pcall(Config, ?MODULE, p_catch_erpc, [B, nomod, nofun, [1, <<"x">>]]).
+
+%% erpc's timeout (the caller demonitors; beamq's late exit must not disturb it) and casts.
+erpc_timeout_and_cast(Config) ->
+    B = ?config(beamq_node, Config),
+    {error, {erpc, timeout}} = pcall(Config, ?MODULE, p_catch_erpc, [B, timer, sleep, [1000], 200]),
+    ok = pcall(Config, erpc, cast, [B, erlang, node, []]),
+    true = pcall(Config, rpc, cast, [B, erlang, node, []]),
+    timer:sleep(1200),
+    B = pcall(Config, erpc, call, [B, erlang, node, []]).
 
 monitor_unknown_name(Config) ->
     B = ?config(beamq_node, Config),
@@ -172,7 +182,10 @@ beamq_killed(Config) ->
 %% Functions run on the BEAM peers
 
 p_catch_erpc(N, M, F, A) ->
-    try erpc:call(N, M, F, A) of
+    p_catch_erpc(N, M, F, A, infinity).
+
+p_catch_erpc(N, M, F, A, T) ->
+    try erpc:call(N, M, F, A, T) of
         V -> {ok, V}
     catch
         Class:Reason -> {Class, Reason}

@@ -335,3 +335,107 @@ async fn nodedown_fires_remote_monitors_and_node_monitors() {
     );
     assert!(node.nodes().0.is_empty());
 }
+
+#[tokio::test]
+async fn erpc_exception_shapes_match_beam() {
+    use beamq::node::Exception;
+    let node = node();
+    node.functions().register_sync("t", "throw", 0, |_, _| {
+        Err(Exception::Throw(Term::atom("oops")))
+    });
+    node.functions().register_sync("t", "exit", 0, |_, _| {
+        Err(Exception::Exit(Term::atom("boom")))
+    });
+    node.functions().register_sync("t", "error", 0, |_, _| {
+        Err(Exception::Error(Term::atom("badarith"), None))
+    });
+    let (_, mut q) = node.peer_up(peer_node(), false);
+    let cases = [
+        ("throw", vec![Term::atom("throw"), Term::atom("oops")]),
+        ("exit", vec![Term::atom("exit"), Term::atom("boom")]),
+        (
+            "error",
+            vec![
+                Term::atom("error"),
+                Term::atom("badarith"),
+                Term::list(vec![Term::tuple(vec![
+                    Term::atom("t"),
+                    Term::atom("error"),
+                    Term::Int(0),
+                    Term::Nil,
+                ])]),
+            ],
+        ),
+    ];
+    for (i, (f, tail)) in cases.into_iter().enumerate() {
+        let (req, result_ref) = execute_call(10 + i as u32, "t", f, vec![]);
+        serve_spawn_request(&node, req);
+        assert!(matches!(
+            next(&mut q).await,
+            RemoteSignal::SpawnReply { .. }
+        ));
+        let RemoteSignal::MonitorExit { reason, .. } = next(&mut q).await else {
+            panic!("expected MONITOR_P_EXIT");
+        };
+        let mut expected = vec![result_ref];
+        expected.extend(tail);
+        assert_eq!(reason, Term::tuple(expected), "{f}");
+    }
+    // rpc's shapes for the same outcomes.
+    use beamq::node::rex::rpc_result;
+    assert_eq!(
+        rpc_result(Err(Exception::Throw(Term::atom("oops")))),
+        Term::atom("oops")
+    );
+    assert_eq!(
+        rpc_result(Err(Exception::Exit(Term::atom("boom")))),
+        Term::tuple(vec![
+            Term::atom("badrpc"),
+            Term::tuple(vec![Term::atom("EXIT"), Term::atom("boom")])
+        ])
+    );
+}
+
+#[tokio::test]
+async fn erpc_cast_replies_without_monitor_and_demonitor_silences_call() {
+    let node = node();
+    let (_, mut q) = node.peer_up(peer_node(), false);
+    let cast = SpawnRequest {
+        req_id: peer_ref(50),
+        from: peer_pid(3),
+        group_leader: peer_pid(4),
+        module: Atom::new("erpc"),
+        function: Atom::new("execute_cast"),
+        arity: 3,
+        opts: Term::Nil,
+        args: Term::list(vec![Term::atom("erlang"), Term::atom("node"), Term::Nil]),
+    };
+    serve_spawn_request(&node, cast);
+    let RemoteSignal::SpawnReply { flags, result, .. } = next(&mut q).await else {
+        panic!("expected SPAWN_REPLY");
+    };
+    assert_eq!(flags, 0);
+    assert!(result.is_ok());
+    // A call whose caller gave up (DEMONITOR_P) sends nothing when it finishes.
+    let (req, _) = execute_call(51, "timer", "sleep", vec![Term::Int(100)]);
+    let (from, req_id) = (req.from, req.req_id);
+    serve_spawn_request(&node, req);
+    let RemoteSignal::SpawnReply {
+        result: Ok(worker), ..
+    } = next(&mut q).await
+    else {
+        panic!("expected SPAWN_REPLY");
+    };
+    node.receive_dist(
+        peer_node(),
+        beamq::dist::message::DistMessage::control(
+            beamq::dist::control::ControlMessage::DemonitorP {
+                from,
+                to: beamq::dist::control::ProcRef::Pid(worker),
+                reference: req_id,
+            },
+        ),
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(400), q.recv()).await;
+    assert!(quiet.is_err(), "nothing after the demonitor: {quiet:?}");
+}

@@ -113,6 +113,14 @@ fn for_us(node: &Node, pid: &Pid) -> bool {
     pid.node == node.name()
 }
 
+impl Node {
+    /// Applies one message received from `peer` as its connection's reader does (for other
+    /// transports and for tests that play a peer).
+    pub fn receive_dist(&self, peer: Atom, msg: DistMessage) {
+        apply(self, peer, msg);
+    }
+}
+
 /// Applies one received message to the node.
 fn apply(node: &Node, peer: Atom, msg: DistMessage) {
     let DistMessage { control, payload } = msg;
