@@ -382,7 +382,8 @@ free_port() ->
     P.
 
 %% Starts an OS process (stdout and stderr to Log) owned by a holder process that outlives
-%% the caller; returns {Holder, OsPid}.
+%% the caller; returns {Holder, OsPid}. The holder kills the OS process by pid on request, only
+%% while it has not exited (so a reused pid is never hit).
 os_start(Exe, Args, Env, Log) ->
     Parent = self(),
     Holder = spawn(fun() ->
@@ -392,11 +393,27 @@ os_start(Exe, Args, Env, Log) ->
                                              {env, [{"LOGFILE", Log} | Env]}, exit_status]),
                            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
                            Parent ! {self(), OsPid},
-                           receive stop -> ok end
+                           holder_loop(Port, OsPid)
                    end),
     receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
 
-os_kill({Holder, OsPid}) ->
-    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-    Holder ! stop,
-    ok.
+holder_loop(Port, OsPid) ->
+    receive
+        {Port, {exit_status, _}} ->
+            receive {kill, From} -> From ! {killed, self()} end;
+        {kill, From} ->
+            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            receive {Port, {exit_status, _}} -> ok after 5000 -> ok end,
+            From ! {killed, self()};
+        {Port, _Data} ->
+            holder_loop(Port, OsPid)
+    end.
+
+os_kill({Holder, _OsPid}) ->
+    Ref = erlang:monitor(process, Holder),
+    Holder ! {kill, self()},
+    receive
+        {killed, Holder} -> erlang:demonitor(Ref, [flush]), ok;
+        {'DOWN', Ref, process, Holder, _} -> ok
+    after 10000 -> ok
+    end.
