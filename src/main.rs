@@ -30,6 +30,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// MQTT load generator in the spirit of emqtt-bench: `beamq bench pub|sub|conn -h HOST -p
+    /// PORT -c CLIENTS ...`.
+    Bench {
+        #[command(subcommand)]
+        cmd: beamq::bench::BenchCommand,
+    },
 }
 
 /// `beamq start` flags (DESIGN.md section 6). Flags win over the environment.
@@ -175,5 +181,6 @@ fn main() -> ExitCode {
         Command::Epmd { args } => exit(beamq::epmd::cli::main(args)),
         Command::Start(args) => start(args),
         Command::Passwd { args } => exit(beamq::mqtt::auth::cli::main(args)),
+        Command::Bench { cmd } => exit(beamq::bench::main(cmd)),
     }
 }

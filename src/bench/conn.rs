@@ -1,0 +1,85 @@
+//! `bench conn`: opens `-c` connections (CONNECT + CONNACK each) as fast as `-i` /
+//! `--concurrency` allow, holds them with keep-alive pings until `--duration` ends (or returns
+//! once all are up when there is no duration), and reports connections per second and connect
+//! latency. Spread many connections over source addresses with `--ifaddr`.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use super::client::{encode, Client, ClientError, ConnectSpec};
+use super::publisher::ping_timer;
+use super::stats::Shared;
+use crate::mqtt::codec::{Disconnect, Packet, ReasonCode};
+
+/// Runs one idle client until `stop` fires.
+pub async fn run(
+    spec: ConnectSpec,
+    shared: Arc<Shared>,
+    permit: Option<OwnedSemaphorePermit>,
+    stop: watch::Receiver<bool>,
+) {
+    let (mut c, took) = match Client::connect(&spec).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(client = spec.client_id, "connect failed: {e}");
+            shared.failed.fetch_add(1, Relaxed);
+            return;
+        }
+    };
+    drop(permit);
+    shared.connected.fetch_add(1, Relaxed);
+    shared.connect_time(took);
+    match hold(&mut c, &spec, stop).await {
+        Ok(()) => {
+            shared.finished.fetch_add(1, Relaxed);
+            let mut out = BytesMut::new();
+            encode(
+                &Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+                c.version,
+                &mut out,
+            );
+            let _ = c.stream.write_all(&out).await;
+        }
+        Err(e) => {
+            tracing::warn!(client = spec.client_id, "connection lost: {e}");
+            shared.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn hold(
+    c: &mut Client,
+    spec: &ConnectSpec,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let mut ping = ping_timer(spec.keepalive);
+    let mut wbuf = BytesMut::new();
+    loop {
+        if c.rbuf.capacity() - c.rbuf.len() < 256 {
+            c.rbuf.reserve(1024);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return Ok(()),
+            r = c.stream.read_buf(&mut c.rbuf) => {
+                if r? == 0 {
+                    return Err(ClientError::Closed);
+                }
+                while let Some(p) = c.buffered_packet()? {
+                    if let Packet::Disconnect(_) = p {
+                        return Err(ClientError::Closed);
+                    }
+                }
+            }
+            _ = ping.tick() => encode(&Packet::PingReq, c.version, &mut wbuf),
+        }
+        if !wbuf.is_empty() {
+            c.stream.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+    }
+}
