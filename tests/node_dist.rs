@@ -104,6 +104,16 @@ async fn two_beamq_nodes_talk() {
 
     // A link across the nodes: b's process dies, a's trapping process gets the EXIT; then
     // a disconnect fires nodedown for a node monitor.
+    // b watches a, so its nodedown is seen even if something (global, say) reconnects later.
+    let (wtx, wrx) = tokio::sync::oneshot::channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    b.node.spawn(move |mut p| async move {
+        p.monitor_node(an, true);
+        let _ = ready_tx.send(());
+        let _ = wtx.send(p.recv_timeout(T).await);
+        Term::atom("normal")
+    });
+    ready_rx.await.unwrap();
     let victim = b.node.spawn(|mut p| async move {
         let _ = p.recv().await;
         Term::atom("bye")
@@ -134,11 +144,10 @@ async fn two_beamq_nodes_talk() {
         Some(Term::tuple(vec![Term::atom("nodedown"), Term::Atom(bn)]))
     );
     // b notices the closed connection too.
-    let deadline = tokio::time::Instant::now() + T;
-    while !b.node.nodes().0.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(b.node.nodes().0.is_empty());
+    assert_eq!(
+        wrx.await.unwrap(),
+        Some(Term::tuple(vec![Term::atom("nodedown"), Term::Atom(an)]))
+    );
 }
 
 #[tokio::test]
