@@ -209,8 +209,11 @@ async fn serve(
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
 ) {
+    // Like C, ask for our own address only when the peer is not on loopback.
+    let local =
+        is_local_peer(peer_addr, None) || is_local_peer(peer_addr, stream.local_addr().ok());
     let peer = Peer {
-        local: is_local_peer(peer_addr, stream.local_addr().ok()),
+        local,
         fd: stream.as_raw_fd(),
         conn: shared.next_conn.fetch_add(1, Ordering::Relaxed),
     };
