@@ -130,6 +130,23 @@ fn measure(port: u16, request: &[u8], expect_len: usize, threads: usize, seconds
     done.load(Ordering::Relaxed) as f64 / elapsed
 }
 
+/// CPU time (ns) all threads of `pid` have run, from `/proc/<pid>/task/*/schedstat`: the server's
+/// cost per request independent of how busy the shared machine is.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -188,16 +205,24 @@ fn main() {
     println!(
         "epmd_lookup: {threads} client threads, {rounds} alternated rounds of {seconds} s, {nodes} nodes registered"
     );
-    println!("| request | C epmd (req/s, median) | beamq epmd (req/s, median) | ratio of medians | median of round ratios |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| request | C epmd (req/s, median) | beamq epmd (req/s, median) | ratio of medians | median of round ratios | server CPU per request, C / beamq |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (name, request, expect_len) in &ops {
         let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut cpu_per_req: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
+                let cpu_before = cpu_ns(daemons[i].child.id());
                 let rate = measure(daemons[i].port, request, *expect_len, threads, seconds);
-                eprintln!("  {name} round {round} {}: {rate:.0}/s", daemons[i].label);
+                let cpu = (cpu_ns(daemons[i].child.id()) - cpu_before) as f64;
+                let per_req_us = cpu / 1000.0 / (rate * seconds).max(1.0);
+                eprintln!(
+                    "  {name} round {round} {}: {rate:.0}/s, {per_req_us:.1} us CPU/request",
+                    daemons[i].label
+                );
                 results[i].push(rate);
+                cpu_per_req[i].push(per_req_us);
             }
         }
         let (c, ours) = (median(results[0].clone()), median(results[1].clone()));

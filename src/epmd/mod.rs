@@ -3,6 +3,7 @@
 //!
 //! Reference: `erts/epmd/src/epmd_srv.c`, `epmd_cli.c`, `epmd.c` (C epmd as it really behaves)
 //! and `erts/doc/src/erl_dist_protocol.xml`.
+mod accept;
 pub mod cli;
 pub mod client;
 pub mod daemon;

@@ -9,16 +9,16 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::listen::is_local_peer;
+use super::accept;
 use super::registry::{ConnId, Registry};
 use super::request::Request;
 use super::service::{self, After, Outcome, Peer, Settings};
@@ -60,15 +60,15 @@ impl Default for Config {
     }
 }
 
-struct Shared {
-    registry: RwLock<Registry>,
-    settings: Settings,
-    config: Config,
-    next_conn: AtomicU64,
+pub(super) struct Shared {
+    pub(super) registry: RwLock<Registry>,
+    pub(super) settings: Settings,
+    pub(super) config: Config,
+    pub(super) next_conn: AtomicU64,
     /// Closers of registration connections, for `STOP_REQ`.
-    stoppers: Mutex<HashMap<ConnId, oneshot::Sender<()>>>,
-    kill: mpsc::Sender<()>,
-    budget: Arc<Semaphore>,
+    pub(super) stoppers: Mutex<HashMap<ConnId, oneshot::Sender<()>>>,
+    pub(super) kill: mpsc::Sender<()>,
+    pub(super) budget: Arc<Semaphore>,
 }
 
 /// A bound, not yet running epmd.
@@ -114,10 +114,17 @@ impl Server {
             kill: kill_tx,
         });
         let mut accepts = tokio::task::JoinSet::new();
+        let acceptors = std::thread::available_parallelism().map_or(1, |n| n.get());
         for std_listener in self.listeners {
             std_listener.set_nonblocking(true)?;
-            let listener = Arc::new(TcpListener::from_std(std_listener)?);
-            accepts.spawn(accept_loop(listener, shared.clone()));
+            // SAFETY: the AsyncFd owns the listener, so its descriptor stays open and the same
+            // for the AsyncFd's whole life.
+            let listener = Arc::new(unsafe {
+                AsyncFd::register_with_interest(std_listener, tokio::io::Interest::READABLE)
+            }?);
+            for _ in 0..acceptors {
+                accepts.spawn(accept::accept_loop(listener.clone(), shared.clone()));
+            }
         }
         tokio::select! {
             _ = kill_rx.recv() => tracing::info!("got KILL_REQ - terminates normal"),
@@ -133,37 +140,18 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>) {
-    loop {
-        if !shared.config.delay_accept.is_zero() {
-            tokio::time::sleep(shared.config.delay_accept).await;
-        }
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the connection stays queued.
-                tracing::warn!("error in accept: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = shared.budget.clone().try_acquire_owned() else {
-            tracing::warn!("failed opening connection from {peer}: connection limit reached");
-            continue;
-        };
-        tokio::spawn(serve(stream, peer, shared.clone(), permit));
-    }
-}
-
 fn now_secs() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)
 }
 
-/// Read one request with C's framing, bounded by the packet timeout.
-async fn read_request(stream: &mut TcpStream, shared: &Shared) -> Option<Request> {
-    let mut reader = PacketReader::new();
+/// Finish reading one request with C's framing, bounded by the packet timeout.
+async fn read_request(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    mut reader: PacketReader,
+) -> Option<Request> {
     loop {
         let read =
             tokio::time::timeout(shared.config.packet_timeout, stream.read(reader.read_buf()))
@@ -203,22 +191,37 @@ async fn read_request(stream: &mut TcpStream, shared: &Shared) -> Option<Request
     }
 }
 
-async fn serve(
+/// How far [`accept::fast_path`] got with a connection before handing it to a task.
+pub(super) enum Resume {
+    /// Still reading the request.
+    Read(PacketReader),
+    /// The request is in; answer it here (registrations, KILL, or with `-delay_write`).
+    Answer(Request),
+    /// The answer did not fit the socket buffer at once: write the rest.
+    Flush(Vec<u8>),
+}
+
+/// Serve one connection from where the fast path left it.
+pub(super) async fn serve(
     mut stream: TcpStream,
     peer_addr: SocketAddr,
+    peer: Peer,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
+    resume: Resume,
 ) {
-    // Like C, ask for our own address only when the peer is not on loopback.
-    let local =
-        is_local_peer(peer_addr, None) || is_local_peer(peer_addr, stream.local_addr().ok());
-    let peer = Peer {
-        local,
-        fd: stream.as_raw_fd(),
-        conn: shared.next_conn.fetch_add(1, Ordering::Relaxed),
-    };
-    let Some(req) = read_request(&mut stream, &shared).await else {
-        return;
+    let req = match resume {
+        Resume::Read(reader) => match read_request(&mut stream, &shared, reader).await {
+            Some(req) => req,
+            None => return,
+        },
+        Resume::Answer(req) => req,
+        Resume::Flush(rest) => {
+            if let Err(e) = stream.write_all(&rest).await {
+                tracing::warn!("failed to send answer to {peer_addr}: {e}");
+            }
+            return;
+        }
     };
     let stopped = if matches!(req, Request::Alive2(_)) {
         let (tx, rx) = oneshot::channel();
@@ -229,14 +232,7 @@ async fn serve(
     };
     let is_alive2 = stopped.is_some();
     let outcome = answer(&shared, &peer, req);
-    if let Some(note) = outcome.note {
-        tracing::warn!("{note} (from {peer_addr})");
-    }
-    if let Some(conn) = outcome.close_conn {
-        if let Some(closer) = lock(&shared.stoppers).remove(&conn) {
-            let _ = closer.send(());
-        }
-    }
+    side_effects(&shared, &outcome, peer_addr);
     if !shared.config.delay_write.is_zero() {
         tokio::time::sleep(shared.config.delay_write).await;
     }
@@ -268,6 +264,18 @@ async fn serve(
     }
 }
 
+/// Log a refusal, and close the registration a `STOP_REQ` removed.
+pub(super) fn side_effects(shared: &Shared, outcome: &Outcome, peer_addr: SocketAddr) {
+    if let Some(note) = outcome.note {
+        tracing::warn!("{note} (from {peer_addr})");
+    }
+    if let Some(conn) = outcome.close_conn {
+        if let Some(closer) = lock(&shared.stoppers).remove(&conn) {
+            let _ = closer.send(());
+        }
+    }
+}
+
 /// Wait until the registration connection ends: EOF, error, stray bytes, or `STOP_REQ`.
 async fn hold_registration(stream: &mut TcpStream, stopped: oneshot::Receiver<()>) {
     let mut buf = [0u8; 64];
@@ -281,7 +289,7 @@ async fn hold_registration(stream: &mut TcpStream, stopped: oneshot::Receiver<()
     }
 }
 
-fn answer(shared: &Shared, peer: &Peer, req: Request) -> Outcome {
+pub(super) fn answer(shared: &Shared, peer: &Peer, req: Request) -> Outcome {
     if !service::mutates(&req) {
         let reg = read(&shared.registry);
         if let Some(outcome) = service::query(&reg, &shared.settings, peer, &req) {
