@@ -12,12 +12,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::locks::{CanLock, LockTable, GLOBAL_RID};
-use super::multi_call::multi_call;
+use super::locks::{LockTable, GLOBAL_RID};
+use super::multi_call::{can_set_lock, del_lock, delete_global_lock, set_lock};
 use super::server::GNS;
 use super::terms::{atoms_of, cast, sorted_pids, tagged};
 use crate::dist::etf::{Atom, Pid, Term};
-use crate::node::pg::TermKey;
 use crate::node::{Dest, Process};
 
 /// A node we are connecting to (`#him{}`).
@@ -51,11 +50,7 @@ impl Multi {
     }
 
     fn can_set_lock(&self, lock_id: &Term) -> bool {
-        let Some([res, req]) = lock_id.as_tuple_n::<2>() else {
-            return false;
-        };
-        let t = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        t.can_set(&TermKey::new(res.clone()), req) != CanLock::No
+        can_set_lock(&self.locks, lock_id)
     }
 
     fn is_global_lock_set(&self) -> bool {
@@ -355,7 +350,7 @@ async fn lock_nodes_safely(p: &mut Process, s: &mut Multi, lock_id: &Term, extra
     if !(first == [s.me] || s.can_set_lock(lock_id)) {
         return false;
     }
-    if !set_lock(p, s, lock_id, &first).await {
+    if !set_lock(p, &s.locks, lock_id, &first).await {
         return false;
     }
     while let Some(m) = p
@@ -376,7 +371,7 @@ async fn lock_nodes_safely(p: &mut Process, s: &mut Multi, lock_id: &Term, extra
         .copied()
         .filter(|n| !first.contains(n))
         .collect();
-    if !set_lock(p, s, lock_id, &second).await {
+    if !set_lock(p, &s.locks, lock_id, &second).await {
         del_lock(p, lock_id, &first).await;
         return false;
     }
@@ -386,56 +381,10 @@ async fn lock_nodes_safely(p: &mut Process, s: &mut Multi, lock_id: &Term, extra
         .copied()
         .filter(|n| !first.contains(n))
         .collect();
-    if !set_lock(p, s, lock_id, &rest).await {
+    if !set_lock(p, &s.locks, lock_id, &rest).await {
         let so_far: Vec<Atom> = first.iter().chain(second.iter()).copied().collect();
         del_lock(p, lock_id, &so_far).await;
         return false;
     }
     true
-}
-
-/// `set_lock(Id, Nodes, 0)` → `set_lock_on_nodes/2` + `check_replies/3`.
-async fn set_lock(p: &mut Process, s: &Multi, lock_id: &Term, nodes: &[Atom]) -> bool {
-    if nodes.is_empty() {
-        return true;
-    }
-    if nodes.len() > 1 && nodes.contains(&s.me) && !s.can_set_lock(lock_id) {
-        return false;
-    }
-    let req = Term::tuple(vec![Term::atom("set_lock"), lock_id.clone()]);
-    let replies = multi_call(p, nodes, req).await;
-    if replies.iter().all(|(_, r)| r.is_atom("true")) {
-        return true;
-    }
-    if replies.len() > 1 {
-        let ok: Vec<Atom> = replies
-            .iter()
-            .filter(|(_, r)| r.is_atom("true"))
-            .map(|(n, _)| *n)
-            .collect();
-        del_lock(p, lock_id, &ok).await;
-    }
-    false
-}
-
-/// `del_lock(Id, Nodes)`.
-async fn del_lock(p: &mut Process, lock_id: &Term, nodes: &[Atom]) {
-    if nodes.is_empty() {
-        return;
-    }
-    let req = Term::tuple(vec![Term::atom("del_lock"), lock_id.clone()]);
-    multi_call(p, nodes, req).await;
-}
-
-/// `delete_global_lock/2`: every node but the boss, then the boss.
-async fn delete_global_lock(p: &mut Process, lock_id: &Term, nodes: &[Atom]) {
-    let Some(boss) = nodes.iter().copied().max() else {
-        return;
-    };
-    let mut others: Vec<Atom> = nodes.to_vec();
-    if let Some(i) = others.iter().position(|n| *n == boss) {
-        others.remove(i);
-    }
-    del_lock(p, lock_id, &others).await;
-    del_lock(p, lock_id, &[boss]).await;
 }

@@ -22,6 +22,7 @@ mod multi_call;
 pub mod names;
 mod partition;
 mod process;
+mod registrar;
 pub mod server;
 pub mod terms;
 #[cfg(test)]
@@ -59,6 +60,9 @@ pub struct Global {
     node: Node,
     gns: Pid,
     names: Arc<Mutex<NameTable>>,
+    locks: Arc<Mutex<LockTable>>,
+    /// One registration at a time from this node, as BEAM's single registrar process does.
+    registrar: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Global {
@@ -98,6 +102,7 @@ impl Global {
         let locks = Arc::new(Mutex::new(LockTable::default()));
         let l = locks.clone();
         let locker = node.spawn(move |p| locker::run(p, l));
+        let server_locks = locks.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Registered>();
         let opts = SpawnOpts {
             name: Some(Atom::new(GNS)),
@@ -107,7 +112,7 @@ impl Global {
         let n = names.clone();
         let spawned = node.spawn_opt(opts, move |p| async move {
             let reg = ready_rx.await.ok();
-            let st = GlobalState::new(p.node().name(), locker, n, locks);
+            let st = GlobalState::new(p.node().name(), locker, n, server_locks);
             process::run(p, st, reg).await
         });
         let gns = match spawned {
@@ -121,6 +126,8 @@ impl Global {
             node: node.clone(),
             gns,
             names,
+            locks,
+            registrar: Arc::new(tokio::sync::Mutex::new(())),
         };
         let key = (node_id(node), gns);
         registry().insert(key, g.clone());
@@ -156,6 +163,46 @@ impl Global {
     /// `global:registered_names()`.
     pub fn registered_names(&self) -> Vec<Term> {
         self.table().names()
+    }
+
+    /// `global:register_name(Name, Pid)`: registers `name` on every known node under global's
+    /// lock, as BEAM's registrar does; false (`no`) when the name is taken or `pid` has a
+    /// name. The resolve method sent is `fun global:random_exit_name/3`.
+    pub async fn register_name(&self, name: Term, pid: Pid) -> Result<bool, GlobalError> {
+        let method = Term::Export {
+            module: Atom::new("global"),
+            function: Atom::new("random_exit_name"),
+            arity: 3,
+        };
+        let op = registrar::Op::Register {
+            name,
+            pid,
+            method,
+            names: self.names.clone(),
+        };
+        Ok(self.registrar_run(op).await?.is_atom("yes"))
+    }
+
+    /// `global:unregister_name(Name)` on every known node.
+    pub async fn unregister_name(&self, name: Term) -> Result<(), GlobalError> {
+        if self.table().get(&TermKey::new(name.clone())).is_none() {
+            return Ok(());
+        }
+        self.registrar_run(registrar::Op::Unregister(name))
+            .await
+            .map(|_| ())
+    }
+
+    async fn registrar_run(&self, op: registrar::Op) -> Result<Term, GlobalError> {
+        let _one_at_a_time = self.registrar.lock().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let locks = self.locks.clone();
+        self.node.spawn(move |mut p| async move {
+            let _ = tx.send(registrar::run(&mut p, &locks, op).await);
+            Term::atom("normal")
+        });
+        rx.await
+            .map_err(|_| CallError::Down(Term::atom("noproc")).into())
     }
 
     /// `global:sync()`: waits until global has synced with every visible node (or `timeout`).
