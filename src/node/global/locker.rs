@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::locks::{LockTable, GLOBAL_RID};
-use super::multi_call::{can_set_lock, del_lock, delete_global_lock, set_lock};
+use super::multi_call::{can_set_lock, del_lock, delete_global_lock, send_noconnect, set_lock};
 use super::server::GNS;
 use super::terms::{atoms_of, cast, sorted_pids, tagged};
 use crate::dist::etf::{Atom, Pid, Term};
@@ -204,7 +204,7 @@ async fn spontaneous(p: &mut Process, s: &mut Multi, pid: Pid, tag: Option<&Term
             "lock_set",
             vec![Term::Pid(p.pid()), Term::atom("false"), known_term(s)],
         );
-        p.send(Dest::Pid(pid), msg);
+        send_noconnect(p, Dest::Pid(pid), msg);
         return;
     };
     let lock_id = lock_id(p.pid(), pid);
@@ -246,7 +246,7 @@ fn send_lock_set(p: &Process, s: &Multi, is_set: bool, him: &Him) {
             him.his_tag.clone(),
         ],
     );
-    p.send(Dest::NameAt(Atom::new(GNS), him.node), cast(msg));
+    send_noconnect(p, Dest::NameAt(Atom::new(GNS), him.node), cast(msg));
 }
 
 /// `select_node/1`: pick a connecting node and lock both partitions for it.
@@ -340,7 +340,7 @@ fn run_fun(p: &Process, fun: &Term) {
         return;
     }
     for n in atoms_of(nodes).unwrap_or_default() {
-        p.send(Dest::NameAt(Atom::new(GNS), n), msg.clone());
+        send_noconnect(p, Dest::NameAt(Atom::new(GNS), n), msg.clone());
     }
 }
 

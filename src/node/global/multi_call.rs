@@ -13,13 +13,32 @@ use crate::dist::etf::{Atom, Reference, Term};
 use crate::node::pg::TermKey;
 use crate::node::{Dest, MonitorTarget, Process};
 
+/// `erlang:send(Dest, Msg, [noconnect])`. global never opens a connection by sending: after a
+/// disconnect, a late lock or cast must not bring the node back (only `sync_others/1`
+/// connects, on purpose; docs/decisions.md).
+pub(super) fn send_noconnect(p: &Process, to: Dest, msg: Term) {
+    let node = match to {
+        Dest::Pid(pid) => pid.node,
+        Dest::NameAt(_, n) => n,
+        Dest::Name(_) | Dest::Alias(_) => p.node().name(),
+    };
+    if node == p.node().name() || p.node().is_connected(node) {
+        p.send(to, msg);
+    }
+}
+
 /// Calls `global_name_server` on every node in `nodes`; returns the replies of the nodes that
-/// answered (nodes that went down or have no server are left out, as `BadNodes`).
+/// answered (nodes that went down, are not connected or have no server are left out, as
+/// `BadNodes`).
 pub async fn multi_call(p: &mut Process, nodes: &[Atom], request: Term) -> Vec<(Atom, Term)> {
     let gns = Atom::new(GNS);
     let tag = p.node().make_ref();
     let mut monitors: HashMap<Reference, Atom> = HashMap::new();
+    let me = p.node().name();
     for &node in nodes {
+        if node != me && !p.node().is_connected(node) {
+            continue;
+        }
         let m = p.monitor(MonitorTarget::Name(gns, node));
         monitors.insert(m, node);
         let from = Term::tuple(vec![

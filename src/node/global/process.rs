@@ -8,7 +8,7 @@ use super::server::{Effects, GlobalState, GNS};
 use super::terms::{cast, tagged};
 use super::Registered;
 use crate::dist::etf::{Atom, Pid, Reference, Term};
-use crate::node::{Dest, MonitorTarget, Process};
+use crate::node::{Dest, Process};
 
 struct ProcessEffects<'a> {
     p: &'a Process,
@@ -17,7 +17,7 @@ struct ProcessEffects<'a> {
 
 impl Effects for ProcessEffects<'_> {
     fn monitor(&mut self, pid: Pid) -> Reference {
-        self.p.monitor(MonitorTarget::Pid(pid))
+        crate::node::pg::process::monitor_noconnect(self.p, pid)
     }
 
     fn demonitor(&mut self, reference: Reference) {
@@ -34,17 +34,25 @@ impl Effects for ProcessEffects<'_> {
             Dest::NameAt(_, n) => n,
             Dest::Name(_) | Dest::Alias(_) => self.p.node().name(),
         };
-        if node == self.p.node().name() || self.p.node().inner.peers.is_up(node) {
+        if node == self.p.node().name() || self.p.node().is_connected(node) {
             self.p.send(to, msg);
         }
     }
 
+    /// A caller on a node that is gone got its DOWN already; the reply is not worth a new
+    /// connection.
     fn reply(&mut self, from: &Term, reply: Term) {
+        let node = from.element(0).and_then(Term::as_pid).map(|p| p.node);
+        if node.is_some_and(|n| n != self.p.node().name() && !self.p.node().is_connected(n)) {
+            return;
+        }
         self.p.node().reply(Some(self.p.pid()), from, reply);
     }
 
     fn exit(&mut self, pid: Pid, reason: Term) {
-        self.p.exit(&pid, reason);
+        if pid.node == self.p.node().name() || self.p.node().is_connected(pid.node) {
+            self.p.exit(&pid, reason);
+        }
     }
 
     fn disconnect(&mut self, node: Atom) {

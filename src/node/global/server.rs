@@ -185,8 +185,9 @@ impl GlobalState {
     }
 
     /// `gen_server:cast({global_name_server, Node}, Body)`.
+    /// Without connecting: a session message for a node that is gone is moot.
     pub(super) fn cast_to(&self, fx: &mut dyn Effects, node: Atom, body: Term) {
-        fx.send(Dest::NameAt(Atom::new(GNS), node), cast(body));
+        fx.send_noconnect(Dest::NameAt(Atom::new(GNS), node), cast(body));
     }
 
     /// A message to our locker.

@@ -44,8 +44,14 @@ impl Effects for Fake {
     fn send(&mut self, to: Dest, msg: Term) {
         self.sent.push((to, msg));
     }
+    /// Casts (`{'$gen_cast', _}`) land in `sent` with the messages to the locker, global's
+    /// plain messages (acks, lost/remove_connection, cancel_connect) in `noconnect`.
     fn send_noconnect(&mut self, to: Dest, msg: Term) {
-        self.noconnect.push((to, msg));
+        if msg.element(0) == Some(&Term::atom("$gen_cast")) {
+            self.sent.push((to, msg));
+        } else {
+            self.noconnect.push((to, msg));
+        }
     }
     fn reply(&mut self, from: &Term, reply: Term) {
         self.replies.push((from.clone(), reply));

@@ -18,7 +18,7 @@
 mod functions;
 mod groups;
 mod key;
-mod process;
+pub(crate) mod process;
 pub mod state;
 #[cfg(test)]
 mod tests;

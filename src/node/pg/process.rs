@@ -8,7 +8,7 @@ use super::groups::Groups;
 use super::state::{Effects, ScopeState};
 use super::{Command, Registered};
 use crate::dist::etf::{Atom, Pid, Reference, Term};
-use crate::node::{Dest, MonitorTarget, Process};
+use crate::node::{down_message, Dest, MonitorTarget, Process};
 
 /// Effects on behalf of the scope process; demonitors wait until the handler returns.
 struct ProcessEffects<'a> {
@@ -16,9 +16,24 @@ struct ProcessEffects<'a> {
     demonitors: Vec<Reference>,
 }
 
+/// `erlang:monitor(process, Pid)` that never opens a connection: for a pid on a node we are
+/// not connected to, the DOWN (`noconnection`) is delivered at once, as when a connection
+/// attempt fails. pg and global only monitor peers they just heard from; if that connection
+/// is already gone, reconnecting just to watch would undo a deliberate disconnect.
+pub(crate) fn monitor_noconnect(p: &Process, pid: Pid) -> Reference {
+    let node = p.node();
+    if pid.node != node.name() && !node.is_connected(pid.node) {
+        let r = node.make_ref();
+        let down = down_message(&r, &MonitorTarget::Pid(pid), Term::atom("noconnection"));
+        node.send_from(None, Dest::Pid(p.pid()), down);
+        return r;
+    }
+    p.monitor(MonitorTarget::Pid(pid))
+}
+
 impl Effects for ProcessEffects<'_> {
     fn monitor(&mut self, pid: Pid) -> Reference {
-        self.p.monitor(MonitorTarget::Pid(pid))
+        monitor_noconnect(self.p, pid)
     }
 
     fn demonitor(&mut self, reference: Reference) {
@@ -31,7 +46,7 @@ impl Effects for ProcessEffects<'_> {
             Dest::NameAt(_, n) => n,
             Dest::Name(_) | Dest::Alias(_) => self.p.node().name(),
         };
-        if node != self.p.node().name() && !self.p.node().inner.peers.is_up(node) {
+        if node != self.p.node().name() && !self.p.node().is_connected(node) {
             return;
         }
         self.p.send(to, msg);
