@@ -166,13 +166,11 @@ async fn stock_erl_connects_to_us_and_stays_up_over_ticks() {
     let (_epmd, epmd_port) = start_epmd().await;
     let mut node = local("beamq@127.0.0.1", "C1");
     let l = listen_epmd(&mut node, epmd_port).await;
-    let eval = format!(
-        "R = net_kernel:connect_node('beamq@127.0.0.1'), io:format(\"connect ~p~n\", [R]), \
+    let eval = "R = net_kernel:connect_node('beamq@127.0.0.1'), io:format(\"connect ~p~n\", [R]), \
          erlang:monitor_node('beamq@127.0.0.1', true), \
-         receive {{nodedown, _}} -> io:format(\"nodedown~n\") after 10000 -> io:format(\"still_up ~p~n\", [nodes()]) end, \
-         timer:sleep(2000), halt()."
-    );
-    let (_erl, mut out) = start_erl("x", "C1", epmd_port, &eval);
+         receive {nodedown, _} -> io:format(\"nodedown~n\") after 10000 -> io:format(\"still_up ~p~n\", [nodes()]) end, \
+         timer:sleep(2000), halt().";
+    let (_erl, mut out) = start_erl("x", "C1", epmd_port, eval);
     let (stream, _) = tokio::time::timeout(Duration::from_secs(20), l.listener.accept())
         .await
         .unwrap_or_else(|_| panic!("erl never connected"))
