@@ -487,3 +487,29 @@ async fn frames_flow_both_ways_with_a_stock_node() {
     assert_eq!(down.reason(), None);
     drained.abort();
 }
+
+#[tokio::test]
+async fn erl_with_a_dynamic_name_is_named_by_us() {
+    let (_epmd, epmd_port) = start_epmd().await;
+    let mut node = local("namer@127.0.0.1", "C6");
+    let l = listen_epmd(&mut node, epmd_port).await;
+    let eval = "R = net_kernel:connect_node('namer@127.0.0.1'), \
+                io:format(\"connect ~p ~s~n\", [R, node()]), receive after infinity -> ok end.";
+    // `-name undefined@HOST` (OTP 23+): the node asks its first peer for a name (NAME_ME).
+    let (_erl, mut out) = start_erl("undefined", "C6", epmd_port, eval);
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(20), l.listener.accept())
+        .await
+        .unwrap_or_else(|_| panic!("erl never connected"))
+        .unwrap_or_else(|e| panic!("accept: {e}"));
+    let conn = setup::accept(stream, &node)
+        .await
+        .unwrap_or_else(|e| panic!("handshake: {e}"));
+    let line = expect_line(&mut out, "connect", Duration::from_secs(10)).await;
+    assert_eq!(line, Some(format!("connect true {}", conn.peer.name)));
+    assert!(conn.peer.name.ends_with("@127.0.0.1") && !conn.peer.name.starts_with("undefined"));
+    assert!(
+        !conn.peer.flags.is_published(),
+        "dynamically named nodes are hidden"
+    );
+    assert!(node.pending.is_up(&conn.peer.name));
+}

@@ -33,6 +33,9 @@ use crate::dist::flags::DistFlags;
 use crate::dist::frame::{self, DistFrame, TICK};
 use crate::dist::tick::{IoStats, TickAction, Ticker};
 
+/// Smallest room made for one socket read.
+const MIN_READ: usize = 16 * 1024;
+
 /// Why a connection went down (the `nodedown_reason` OTP reports).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeDown {
@@ -265,7 +268,10 @@ async fn reader(
                 }
             }
         }
-        buf.reserve(frame::read_hint(&buf, 4));
+        // At least MIN_READ of room so many small frames cost few reads; never more than what
+        // the current frame still needs or READ_CHUNK, so a huge declared length cannot make us
+        // allocate ahead of the bytes really arriving.
+        buf.reserve(frame::read_hint(&buf, 4).max(MIN_READ));
         let n = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = down.changed() => return,

@@ -97,6 +97,18 @@ impl PendingTable {
     /// Returns the decision and, unless refused, the ticket of the incoming attempt.
     pub fn accept_pending(&self, my_node: &str, peer: &str) -> (AcceptPending, Option<Ticket>) {
         let mut g = self.lock();
+        if !peer.contains('@') {
+            // A NAME_ME peer sent only its host: name it (`net_kernel:generate_node_name/2`,
+            // a random 64-bit number in base 36), retrying on the unlikely clash.
+            loop {
+                let name = format!("{}@{peer}", base36(rand::random::<u64>()));
+                if !g.1.contains_key(&name) {
+                    let ticket = Self::insert(&mut g, &name, false);
+                    let creation = crate::dist::listener::random_creation();
+                    return (AcceptPending::Named { name, creation }, Some(ticket));
+                }
+            }
+        }
         match g.1.get(peer) {
             None => (AcceptPending::Ok, Some(Self::insert(&mut g, peer, false))),
             Some(e) if e.up => {
@@ -202,8 +214,37 @@ impl PendingTable {
     }
 }
 
+/// `integer_to_list(N, 36)`: digits and upper-case letters.
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    out.into_iter().map(char::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dynamic_peers_get_a_generated_name() {
+        let t = PendingTable::new();
+        let (d, ticket) = t.accept_pending("a@h", "127.0.0.1");
+        let AcceptPending::Named { name, creation } = d else {
+            panic!("expected named, got {d:?}")
+        };
+        assert!(name.ends_with("@127.0.0.1") && name.len() > "@127.0.0.1".len());
+        assert!(creation >= 4);
+        assert!(ticket.is_some_and(|tk| t.is_pending(&name, tk.id)));
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(36 * 36 + 35), "10Z");
+    }
+
     use super::*;
 
     #[test]
