@@ -4,7 +4,8 @@
 //! - [`accept`]`(stream, &local)`: the acceptor; net_kernel's decisions come from
 //!   [`LocalNode::pending`] (simultaneous connects, peers that restarted).
 //! - [`connect`]`(addr, &local, peer)`: the initiator; fails with [`SetupError::Superseded`] if
-//!   the peer's own simultaneous attempt wins.
+//!   the peer's own simultaneous attempt wins (after a `nok` status it keeps its pending entry
+//!   until the peer's attempt arrives, as dist_util does, so callers can wait for that one).
 //!
 //! Every failure is logged with the peer's address (and name when known); a wrong cookie is a
 //! warning naming both. The cookie itself is never logged.
@@ -196,7 +197,25 @@ pub async fn connect(
     let hs = Handshake::initiator(local.handshake_config(), peer, rand::random(), now);
     let cancel = ticket.cancel.clone();
     let mut t = Some(ticket);
-    let result = drive(&mut stream, hs, addr, local, &mut t, Some(cancel)).await;
+    let cancelled = cancel.clone();
+    let mut result = drive(&mut stream, hs, addr, local, &mut t, Some(cancel)).await;
+    if let Err(SetupError::Handshake {
+        source: HandshakeError::Refused { status: "nok", .. },
+        ..
+    }) = &result
+    {
+        // The peer is connecting to us too and its attempt wins (its name is greater).
+        // dist_util's initiator then "waits to be killed by net_kernel": our attempt stays
+        // pending until the peer's arrives and replaces it, so no nodedown happens between.
+        if tokio::time::timeout(local.setup_time, cancelled.notified())
+            .await
+            .is_ok()
+        {
+            result = Err(SetupError::Superseded {
+                peer: peer.to_string(),
+            });
+        }
+    }
     if result.is_err() {
         local.pending.remove(peer, id);
     }
