@@ -112,10 +112,23 @@ mod tests {
         v
     }
 
-    /// A cheap stand-in for the fuzzer: thousands of mutations of OTP-made bytes.
+    /// A cheap stand-in for the fuzzer: thousands of mutations of OTP-made bytes. Longer runs:
+    /// `BEAMQ_FUZZ_ROUNDS=100 BEAMQ_FUZZ_SEED=7 cargo test --lib dist::fuzz`.
     #[test]
     fn mutated_otp_bytes_never_panic() {
-        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let env = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let mut rng = StdRng::seed_from_u64(env("BEAMQ_FUZZ_SEED", 0x5eed));
+        for _ in 0..env("BEAMQ_FUZZ_ROUNDS", 1) {
+            mutation_round(&mut rng);
+        }
+    }
+
+    fn mutation_round(rng: &mut StdRng) {
         let terms: Vec<Vec<u8>> = include_str!("etf/golden_otp25.txt")
             .lines()
             .filter_map(|l| l.split_once(" <<")?.1.strip_suffix(">>").map(str::to_owned))
@@ -124,7 +137,7 @@ mod tests {
             .collect();
         for _ in 0..20_000 {
             let seed = &terms[rng.gen_range(0..terms.len())];
-            etf_decode(&mutate(&mut rng, seed));
+            etf_decode(&mutate(rng, seed));
         }
         // Whole captured streams, re-framed with 2-byte lengths as the fuzz target reads them.
         let frames: Vec<Bytes> = crate::dist::capture_tests::a2b()
@@ -142,7 +155,7 @@ mod tests {
             let start = rng.gen_range(0..frames.len());
             let mut s = Vec::new();
             for f in frames.iter().skip(start).take(4) {
-                let f = mutate(&mut rng, f);
+                let f = mutate(rng, f);
                 s.extend_from_slice(&(f.len() as u16).to_be_bytes());
                 s.extend_from_slice(&f);
             }

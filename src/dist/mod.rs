@@ -24,3 +24,5 @@ pub mod tick;
 mod capture_tests;
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod erl_dist_tests;

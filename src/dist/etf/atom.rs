@@ -81,18 +81,24 @@ struct Table {
     shards: Vec<RwLock<HashMap<&'static str, &'static Entry>>>,
     hasher: std::collections::hash_map::RandomState,
     count: AtomicU32,
+    cap: u32,
 }
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| Table {
-        shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-        hasher: std::collections::hash_map::RandomState::new(),
-        count: AtomicU32::new(0),
-    })
+    TABLE.get_or_init(|| Table::with_cap(MAX_ATOMS))
 }
 
 impl Table {
+    fn with_cap(cap: u32) -> Table {
+        Table {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            count: AtomicU32::new(0),
+            cap,
+        }
+    }
+
     fn intern(&'static self, text: &str) -> Result<Atom, AtomError> {
         let shard = &self.shards[(self.hasher.hash_one(text) as usize) % SHARDS];
         // A poisoned lock only means another thread panicked while holding it; the map itself
@@ -107,7 +113,7 @@ impl Table {
         let index = self
             .count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < MAX_ATOMS).then_some(n + 1)
+                (n < self.cap).then_some(n + 1)
             })
             .map_err(|_| AtomError::TableFull)?;
         let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
@@ -264,6 +270,16 @@ mod tests {
         assert_eq!(a.index(), b.index());
         assert_eq!(a.as_str(), "hello_atom_test");
         assert_ne!(a, Atom::new("hello_atom_test2"));
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_atoms_only() {
+        let t: &'static Table = Box::leak(Box::new(Table::with_cap(2)));
+        let a = t.intern("full_a").unwrap();
+        t.intern("full_b").unwrap();
+        assert!(matches!(t.intern("full_c"), Err(AtomError::TableFull)));
+        assert!(t.intern("full_a").is_ok_and(|x| x.as_str() == a.as_str()));
+        assert!(matches!(t.intern("full_d"), Err(AtomError::TableFull)));
     }
 
     #[test]
