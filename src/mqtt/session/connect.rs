@@ -2,7 +2,7 @@
 //!
 //! Order of checks, as mosquitto's `handle_connect` and EMQX's `emqx_channel` do them: protocol
 //! level (the codec), authentication method (we offer none: 0x8C), client identifier rules, Will
-//! topic/QoS/retain, credentials through the [`AuthHook`]; then the broker is asked for the
+//! topic/QoS/retain, credentials through the [`super::AuthHook`]; then the broker is asked for the
 //! session and [`Connection::attach_session`] answers with CONNACK and resumes delivery.
 
 use std::sync::Arc;
@@ -14,14 +14,14 @@ use crate::mqtt::codec::{
 use crate::router::TopicName;
 
 use super::connection::{Action, ClientLimits, Connection, Phase};
-use super::hooks::{AuthHook, ClientInfo};
+use super::hooks::ClientInfo;
 use super::state::{InflightState, SessionExpiry, SessionState};
 
 /// MQTT 3.1 (§3.1 of the IBM spec) limits client identifiers to 23 characters.
 const V31_MAX_CLIENT_ID: usize = 23;
 
 impl Connection {
-    pub(super) fn handle_connect(&mut self, c: Box<Connect>, auth: &dyn AuthHook, now: Instant) {
+    pub(super) fn handle_connect(&mut self, c: Box<Connect>, now: Instant) {
         self.version = c.protocol;
         let v5 = c.protocol.is_v5();
         if v5 && c.properties.authentication_method.is_some() {
@@ -48,7 +48,7 @@ impl Connection {
             peer: self.peer,
             protocol: c.protocol,
         };
-        if let Err(rc) = auth.authenticate(&client, c.password.as_ref()) {
+        if let Err(rc) = self.auth.authenticate(&client, c.password.as_ref()) {
             tracing::info!(client = %client.client_id, reason = ?rc, "authentication refused");
             return self.reject(rc, now);
         }
@@ -151,6 +151,9 @@ impl Connection {
         self.touch(now);
         self.redeliver(now);
         self.fill_window(now);
+        for packet in std::mem::take(&mut self.early) {
+            self.handle_packet(packet, now);
+        }
     }
 
     fn connack_properties(&self) -> Properties {

@@ -119,11 +119,29 @@ pub struct Connection {
     pub(super) outbound_aliases: HashMap<MqttString, u16>,
     pub(super) out: BytesMut,
     pub(super) actions: VecDeque<Action>,
+    pub(super) auth: Arc<dyn AuthHook>,
+    pub(super) early: Vec<Packet>,
+}
+
+/// Packets a client may pipeline behind CONNECT before CONNACK; they are replayed once the
+/// session is attached. More than this closes the connection (no unbounded buffering).
+const MAX_EARLY_PACKETS: usize = 64;
+
+impl std::fmt::Debug for dyn AuthHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHook")
+    }
 }
 
 impl Connection {
     /// A new connection accepted at `now`; it must send CONNECT within the connect timeout.
-    pub fn new(config: Arc<SessionConfig>, peer: Option<SocketAddr>, now: Instant) -> Connection {
+    /// `auth` authenticates CONNECT and authorizes every PUBLISH and SUBSCRIBE.
+    pub fn new(
+        config: Arc<SessionConfig>,
+        auth: Arc<dyn AuthHook>,
+        peer: Option<SocketAddr>,
+        now: Instant,
+    ) -> Connection {
         let deadline = Some(now + config.connect_timeout);
         Connection {
             config,
@@ -148,6 +166,8 @@ impl Connection {
             outbound_aliases: HashMap::new(),
             out: BytesMut::new(),
             actions: VecDeque::new(),
+            auth,
+            early: Vec::new(),
         }
     }
 
@@ -181,7 +201,8 @@ impl Connection {
         self.phase == Phase::Closed
     }
 
-    /// True while waiting for `attach_session`: the driver stops reading until then.
+    /// True while waiting for `attach_session` (packets received meanwhile are held, up to a
+    /// bound, and handled after CONNACK).
     pub fn is_awaiting_session(&self) -> bool {
         self.phase == Phase::AwaitSession
     }
@@ -240,12 +261,12 @@ impl Connection {
     }
 
     /// A packet from the client.
-    pub fn handle_packet(&mut self, packet: Packet, auth: &dyn AuthHook, now: Instant) {
+    pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
         match self.phase {
             Phase::Closed => return,
             Phase::AwaitConnect => {
                 match packet {
-                    Packet::Connect(c) => self.handle_connect(c, auth, now),
+                    Packet::Connect(c) => self.handle_connect(c, now),
                     other => {
                         tracing::info!(peer = ?self.peer, packet = ?other.packet_type(), "first packet is not CONNECT");
                         self.close(ReasonCode::ProtocolError, false, false, now);
@@ -254,20 +275,24 @@ impl Connection {
                 return;
             }
             Phase::AwaitSession => {
-                tracing::warn!(peer = ?self.peer, "packet before the session was attached");
-                self.close(ReasonCode::ProtocolError, false, true, now);
+                if self.early.len() >= MAX_EARLY_PACKETS {
+                    tracing::warn!(peer = ?self.peer, "too many packets before CONNACK");
+                    self.close(ReasonCode::ProtocolError, false, true, now);
+                } else {
+                    self.early.push(packet);
+                }
                 return;
             }
             Phase::Connected => {}
         }
         self.touch(now);
         match packet {
-            Packet::Publish(p) => self.handle_publish(p, auth, now),
+            Packet::Publish(p) => self.handle_publish(p, now),
             Packet::PubAck(a) => self.handle_puback(a, now),
             Packet::PubRec(a) => self.handle_pubrec(a, now),
             Packet::PubRel(a) => self.handle_pubrel(a),
             Packet::PubComp(a) => self.handle_pubcomp(a, now),
-            Packet::Subscribe(s) => self.handle_subscribe(s, auth, now),
+            Packet::Subscribe(s) => self.handle_subscribe(s, now),
             Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
             Packet::PingReq => {
                 self.send(Packet::PingResp);

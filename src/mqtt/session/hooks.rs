@@ -29,7 +29,7 @@ pub enum Access {
 }
 
 /// Authentication and ACL decisions for sessions.
-pub trait AuthHook {
+pub trait AuthHook: Send + Sync {
     /// Checks CONNECT credentials; `Err(reason)` refuses the connection with that CONNACK code
     /// (typically `BadUserNameOrPassword` or `NotAuthorized`).
     fn authenticate(&self, client: &ClientInfo, password: Option<&Bytes>)

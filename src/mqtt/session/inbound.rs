@@ -11,7 +11,7 @@ use crate::mqtt::codec::{
 use crate::router::{Subscription, TopicName};
 
 use super::connection::{Action, Connection};
-use super::hooks::{Access, AuthHook};
+use super::hooks::Access;
 use super::message::Message;
 use super::state::{SessionExpiry, SubscriptionEntry};
 
@@ -39,7 +39,7 @@ impl Connection {
         Ok(p.topic.clone())
     }
 
-    pub(super) fn handle_publish(&mut self, p: Publish, auth: &dyn AuthHook, now: Instant) {
+    pub(super) fn handle_publish(&mut self, p: Publish, now: Instant) {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: a client must not send a Subscription Identifier.
             return self.close(ReasonCode::ProtocolError, true, true, now);
@@ -79,7 +79,7 @@ impl Connection {
         let allowed = self
             .client
             .as_ref()
-            .is_some_and(|c| auth.authorize(c, Access::Publish, topic.as_str()));
+            .is_some_and(|c| self.auth.authorize(c, Access::Publish, topic.as_str()));
         if !allowed {
             tracing::info!(client = ?self.client_id(), %topic, "publish not authorized");
             return self.ack_publish(qos, id, ReasonCode::NotAuthorized);
@@ -132,7 +132,7 @@ impl Connection {
         self.send(Packet::PubComp(comp));
     }
 
-    pub(super) fn handle_subscribe(&mut self, s: Subscribe, auth: &dyn AuthHook, now: Instant) {
+    pub(super) fn handle_subscribe(&mut self, s: Subscribe, now: Instant) {
         let identifier = s.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(s.filters.len());
         for (filter, mut options) in s.filters {
@@ -148,7 +148,7 @@ impl Connection {
             let allowed = self
                 .client
                 .as_ref()
-                .is_some_and(|c| auth.authorize(c, Access::Subscribe, filter.as_str()));
+                .is_some_and(|c| self.auth.authorize(c, Access::Subscribe, filter.as_str()));
             if !allowed {
                 reasons.push(ReasonCode::NotAuthorized);
                 continue;

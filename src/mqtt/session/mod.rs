@@ -4,16 +4,15 @@
 //! # Driving a connection
 //!
 //! ```text
-//! let mut conn = Connection::new(config, Some(peer), now);
+//! let mut conn = Connection::new(config, auth, Some(peer), now);
 //! loop {
 //!     // 1. bytes from the socket: frame with codec::check, decode, feed
 //!     while let Some((fh, len)) = codec::check(&rx, conn.max_incoming_packet_size())? {
 //!         let frame = rx.split_to(len).freeze();
 //!         match Packet::read(&fh, frame.slice(fh.header_len..), conn.protocol_version()) {
-//!             Ok(p) => conn.handle_packet(p, &auth, now),
+//!             Ok(p) => conn.handle_packet(p, now),
 //!             Err(e) => conn.handle_decode_error(&e, now),
 //!         }
-//!         if conn.is_awaiting_session() { break }   // stop reading until attach_session
 //!     }
 //!     // (a check() error goes to handle_decode_error too; EOF to handle_eof)
 //!     // 2. actions for the broker
@@ -45,7 +44,8 @@
 //! - [`Action::Closed`]: keep the [`SessionState`] for its [`SessionExpiry`] (or end it now,
 //!   removing its routes: [`SessionState::subscriptions`]).
 //!
-//! Authentication and ACL are the [`AuthHook`] passed to `handle_packet`.
+//! Authentication and ACL are the [`AuthHook`] given to [`Connection::new`]. Packets a client
+//! pipelines behind CONNECT are held (up to 64) and handled after CONNACK.
 
 mod config;
 mod connect;

@@ -340,3 +340,45 @@ fn auth_packet_is_rejected_cleanly() {
     );
     assert!(h.conn.is_closed());
 }
+
+#[test]
+fn packets_pipelined_behind_connect_are_handled_after_connack() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.packet(Packet::Connect(connect_packet(
+        ProtocolVersion::V5,
+        "c",
+        true,
+        0,
+    )));
+    h.packet(Packet::Subscribe(subscribe(1, "t", QoS::AtMostOnce)));
+    h.packet(Packet::PingReq);
+    assert!(h.recv().is_empty());
+    assert!(matches!(&h.actions()[..], [Action::OpenSession { .. }]));
+    h.conn.attach_session(None, h.now);
+    let out = h.recv();
+    assert!(
+        matches!(
+            &out[..],
+            [Packet::ConnAck(_), Packet::SubAck(_), Packet::PingResp]
+        ),
+        "{out:?}"
+    );
+    assert!(matches!(&h.actions()[..], [Action::Subscribe { .. }]));
+}
+
+#[test]
+fn too_many_packets_before_connack_close_the_connection() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.packet(Packet::Connect(connect_packet(
+        ProtocolVersion::V5,
+        "c",
+        true,
+        0,
+    )));
+    for _ in 0..64 {
+        h.packet(Packet::PingReq);
+    }
+    assert!(!h.conn.is_closed());
+    h.packet(Packet::PingReq);
+    assert!(h.conn.is_closed());
+}

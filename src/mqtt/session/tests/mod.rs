@@ -103,7 +103,7 @@ impl Harness {
         let now = Instant::now();
         let config = Arc::new(config);
         Harness {
-            conn: Connection::new(Arc::clone(&config), None, now),
+            conn: Connection::new(Arc::clone(&config), Arc::new(TestAuth), None, now),
             now,
             config,
         }
@@ -129,7 +129,7 @@ impl Harness {
     }
 
     pub fn packet(&mut self, p: Packet) {
-        self.conn.handle_packet(p, &TestAuth, self.now);
+        self.conn.handle_packet(p, self.now);
     }
 
     pub fn advance(&mut self, d: Duration) {
