@@ -2,6 +2,7 @@
 //!
 //! Layers, lowest first; a lower layer never imports a higher one (see ARCHITECTURE.md).
 pub mod bench;
+pub mod cluster;
 pub mod dist;
 pub mod epmd;
 pub mod mqtt;

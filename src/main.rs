@@ -36,6 +36,104 @@ enum Command {
         #[command(subcommand)]
         cmd: beamq::bench::BenchCommand,
     },
+    /// Manage a running node, as `emqx_ctl` (EMQX 4): `beamq ctl [--node N@H] [--cookie C]
+    /// cluster join NODE | leave | force-leave NODE | status [--json]`.
+    Ctl(CtlArgs),
+}
+
+/// `beamq ctl` flags.
+#[derive(clap::Args)]
+struct CtlArgs {
+    /// The node to manage; env EMQX_NODE_NAME; default beamq@127.0.0.1.
+    #[arg(long)]
+    node: Option<String>,
+    /// Magic cookie; env EMQX_NODE_COOKIE; default ~/.erlang.cookie.
+    #[arg(long)]
+    cookie: Option<String>,
+    #[command(subcommand)]
+    cmd: CtlCommand,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Cluster membership.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Join the cluster of NODE (leaving the current one first).
+    Join { node: String },
+    /// Leave the cluster.
+    Leave,
+    /// Remove NODE from the cluster; it stays out until it joins again.
+    ForceLeave { node: String },
+    /// Running and stopped members.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn ctl(args: CtlArgs) -> ExitCode {
+    use beamq::cluster::ctl::{run, ClusterCmd};
+    let target = args
+        .node
+        .or_else(|| {
+            std::env::var("EMQX_NODE_NAME")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| beamq::node::config::DEFAULT_NODE_NAME.to_string());
+    let cookie = args.cookie.or_else(|| {
+        std::env::var("EMQX_NODE_COOKIE")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let cookie = match beamq::dist::cookie::Cookie::resolve(cookie.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("beamq ctl: cookie: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = if std::env::var("WITH_EPMD").is_ok_and(|v| v == "1") {
+        beamq::dist::listener::PortMode::Epmd {
+            epmd_port: beamq::epmd::client::epmd_port(),
+            listen_min: 0,
+            listen_max: 0,
+        }
+    } else {
+        beamq::dist::listener::PortMode::Ekka
+    };
+    let CtlCommand::Cluster { cmd } = args.cmd;
+    let cmd = match cmd {
+        ClusterCommand::Join { node } => ClusterCmd::Join(node),
+        ClusterCommand::Leave => ClusterCmd::Leave,
+        ClusterCommand::ForceLeave { node } => ClusterCmd::ForceLeave(node),
+        ClusterCommand::Status { json } => ClusterCmd::Status { json },
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("beamq ctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(&target, cookie, mode, cmd)) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `beamq start` flags (DESIGN.md section 6). Flags win over the environment.
@@ -101,8 +199,9 @@ fn start(args: StartArgs) -> ExitCode {
         epmd_port: beamq::epmd::client::epmd_port(),
         dist_listen_min: args.dist_listen_min,
         dist_listen_max: args.dist_listen_max,
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
     };
+    let data_dir = args.data_dir;
     let cfg = match node_config(&opts) {
         Ok(c) => c,
         Err(e) => {
@@ -129,6 +228,13 @@ fn start(args: StartArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("beamq start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let _cluster = match beamq::cluster::start(&running.node, &data_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("beamq start: cluster membership: {e}");
                 return ExitCode::from(1);
             }
         };
@@ -182,5 +288,6 @@ fn main() -> ExitCode {
         Command::Start(args) => start(args),
         Command::Passwd { args } => exit(beamq::mqtt::auth::cli::main(args)),
         Command::Bench { cmd } => exit(beamq::bench::main(cmd)),
+        Command::Ctl(args) => ctl(args),
     }
 }
