@@ -58,9 +58,14 @@ async fn hold(
 ) -> Result<(), ClientError> {
     let mut ping = ping_timer(spec.keepalive);
     let mut wbuf = BytesMut::new();
+    // An idle client only ever reads PINGRESP: keep its buffers tiny, so that 100 k of them fit
+    // in little memory on the load-generating side too.
+    if c.rbuf.is_empty() {
+        c.rbuf = BytesMut::new();
+    }
     loop {
-        if c.rbuf.capacity() - c.rbuf.len() < 256 {
-            c.rbuf.reserve(1024);
+        if c.rbuf.capacity() == c.rbuf.len() {
+            c.rbuf.reserve(64);
         }
         tokio::select! {
             biased;
