@@ -1,7 +1,7 @@
 //! Property tests: the topic trie against a brute-force matcher written from MQTT 5.0 section
 //! 4.7, and insert/remove sequences against a reference-count model.
 
-use beamq::router::{TopicFilter, TopicTrie};
+use beamq::router::{RouteTable, TopicFilter, TopicTrie};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -143,5 +143,29 @@ proptest! {
         }
         prop_assert!(t.is_empty());
         prop_assert_eq!(t.node_count(), 1);
+    }
+
+    #[test]
+    fn one_destination_per_node(
+        routes in prop::collection::vec((filter(), 0u8..4), 0..40),
+        topics in prop::collection::vec(topic(), 1..10),
+    ) {
+        let mut rt = RouteTable::new();
+        for (f, node) in &routes {
+            rt.add_route(&TopicFilter::new(f).unwrap(), *node).unwrap();
+        }
+        for topic in &topics {
+            let mut got = rt.destinations(topic);
+            let n = got.len();
+            got.sort();
+            got.dedup();
+            prop_assert_eq!(n, got.len(), "a node listed twice for {}", topic);
+            let want: BTreeSet<u8> = routes
+                .iter()
+                .filter(|(f, _)| spec_match(f, topic))
+                .map(|(_, node)| *node)
+                .collect();
+            prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        }
     }
 }
