@@ -216,6 +216,8 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mqtt_port_arg = args.mqtt_port;
+    let port_offset = args.port_offset;
     rt.block_on(async move {
         if let beamq::dist::listener::PortMode::Epmd { epmd_port, .. } = cfg.mode {
             let exe = std::env::current_exe().unwrap_or_else(|_| "beamq".into());
@@ -238,11 +240,40 @@ fn start(args: StartArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let mqtt_port = match mqtt_port_arg {
+            Some(p) => p,
+            None => match beamq::mqtt::transport::ListenerConfig::port(
+                beamq::mqtt::transport::DEFAULT_TCP_PORT,
+                port_offset,
+            ) {
+                Some(p) => p,
+                None => {
+                    eprintln!("beamq start: --port-offset {} too large", port_offset);
+                    return ExitCode::from(2);
+                }
+            },
+        };
+        let broker = beamq::mqtt::broker::Broker::new(beamq::mqtt::broker::BrokerConfig {
+            node_name: running.node.name().as_str().to_owned(),
+            ..Default::default()
+        });
+        let listener = beamq::mqtt::transport::ListenerConfig::new(
+            std::net::SocketAddr::from(([0, 0, 0, 0], mqtt_port)),
+            beamq::mqtt::transport::ListenerKind::Tcp,
+        );
+        let mqtt_addr = match broker.listen(&listener).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("beamq start: MQTT listener on port {mqtt_port}: {e}");
+                return ExitCode::from(1);
+            }
+        };
         println!(
             "beamq node {} started, dist port {}",
             running.node.name().as_str(),
             running.port
         );
+        println!("beamq mqtt listening on port {}", mqtt_addr.port());
         wait_for_signal().await;
         drop(running);
         ExitCode::SUCCESS

@@ -69,7 +69,15 @@ async fn started_node_answers_rpc() {
     };
     let name = format!("bqcli{n}@127.0.0.1");
     let mut child = Command::new(BIN)
-        .args(["start", "--name", &name, "--cookie", "cli_test"])
+        .args([
+            "start",
+            "--name",
+            &name,
+            "--cookie",
+            "cli_test",
+            "--mqtt-port",
+            "0",
+        ])
         .env_remove("WITH_EPMD")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

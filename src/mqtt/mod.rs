@@ -2,6 +2,7 @@
 //! broker loop are built on these).
 
 pub mod auth;
+pub mod broker;
 pub mod codec;
 pub mod metrics;
 pub mod retained;

@@ -1,0 +1,251 @@
+//! One client connection as a tokio task: reads bytes into the sans-IO
+//! [`Connection`](crate::mqtt::session::Connection), carries out its actions on the shared
+//! [`Broker`], writes its output, and takes deliveries from its bounded channel.
+//! The loop is the one documented in `src/mqtt/session/mod.rs`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{Broker, SubKey, ToConn};
+use crate::mqtt::codec::{Packet, ReasonCode};
+use crate::mqtt::session::{Action, Connection, SessionState};
+use crate::mqtt::transport::Transport;
+use crate::router::SubOptions;
+
+/// Source of connection ids (tell an old holder of a client id from a new one).
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Spare read-buffer room kept before each read; the codec rejects a frame larger than the
+/// session's maximum packet size from its header, so the buffer stays below that plus this.
+const READ_RESERVE: usize = 8192;
+
+/// Deliveries taken from the channel per wakeup before writing.
+const DRAIN_BUDGET: usize = 256;
+
+/// Per-connection state the task keeps beside the sans-IO machine.
+struct Task {
+    broker: Broker,
+    conn_id: u64,
+    tx: mpsc::Sender<ToConn>,
+    kick: Arc<Notify>,
+    /// Client id once the session is open.
+    client: Option<Arc<str>>,
+    /// Set when taken over: the session goes to the new holder instead of the store.
+    handover: Option<oneshot::Sender<Option<SessionState>>>,
+}
+
+/// Serves one transport until the session machine closes.
+pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr) {
+    let (tx, mut rx) = mpsc::channel(broker.inner.channel_capacity);
+    let kick = Arc::new(Notify::new());
+    let mut conn = Connection::new(broker.inner.config.clone(), Some(peer), Instant::now());
+    let auth = broker.inner.auth.clone();
+    let mut task = Task {
+        broker,
+        conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+        tx,
+        kick: kick.clone(),
+        client: None,
+        handover: None,
+    };
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    loop {
+        let now = Instant::now();
+        let mut decoded = false;
+        while !conn.is_awaiting_session() && !conn.is_closed() {
+            let max = conn.max_incoming_packet_size();
+            match Packet::decode(&mut buf, conn.protocol_version(), max) {
+                Ok(Some(p)) => {
+                    let _ = task.broker.inner.metrics.packets_received.inc();
+                    conn.handle_packet(p, &*auth, now);
+                    decoded = true;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, "bad packet: {e}");
+                    conn.handle_decode_error(&e, now);
+                }
+            }
+        }
+        let mut resumed = false;
+        while let Some(action) = conn.poll_action() {
+            resumed |= task.act(&mut conn, action, now).await;
+        }
+        if !task.flush(&mut conn, &mut stream, now).await {
+            conn.handle_eof(Instant::now());
+            while let Some(action) = conn.poll_action() {
+                task.act(&mut conn, action, Instant::now()).await;
+            }
+            break;
+        }
+        if conn.is_closed() {
+            break;
+        }
+        if resumed || (decoded && !buf.is_empty()) {
+            continue;
+        }
+        if buf.capacity() - buf.len() < READ_RESERVE {
+            buf.reserve(READ_RESERVE);
+        }
+        let deadline = conn.poll_timeout();
+        tokio::select! {
+            r = stream.read_buf(&mut buf), if !conn.is_awaiting_session() => match r {
+                Ok(0) => conn.handle_eof(Instant::now()),
+                Ok(n) => {
+                    task.broker.inner.metrics.bytes_received.inc_by(n as u64);
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, "read: {e}");
+                    conn.handle_eof(Instant::now());
+                }
+            },
+            m = rx.recv() => {
+                // Drain what is already queued (bounded): one wakeup, one write for a burst.
+                let mut next = m;
+                let mut budget = DRAIN_BUDGET;
+                while let Some(m) = next.take() {
+                    match m {
+                        ToConn::Deliver(d) => conn.deliver(&d, Instant::now()),
+                        ToConn::Takeover(reply) => {
+                            task.handover = Some(reply);
+                            conn.takeover(Instant::now());
+                            break;
+                        }
+                    }
+                    budget -= 1;
+                    if budget > 0 {
+                        next = rx.try_recv().ok();
+                    }
+                }
+            }
+            () = kick.notified() => conn.shutdown(ReasonCode::QuotaExceeded, Instant::now()),
+            () = sleep_until(deadline), if deadline.is_some() => conn.handle_timeout(Instant::now()),
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+impl Task {
+    /// Writes all pending output; false when the socket failed.
+    async fn flush(&self, conn: &mut Connection, stream: &mut Transport, now: Instant) -> bool {
+        while let Some(bytes) = conn.poll_transmit(now) {
+            let n = bytes.len() as u64;
+            if let Err(e) = stream.write_all(&bytes).await {
+                tracing::debug!("write: {e}");
+                return false;
+            }
+            let _ = self.broker.inner.metrics.bytes_sent.inc_by(n);
+        }
+        if let Err(e) = stream.flush().await {
+            tracing::debug!("flush: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Carries out one action; true when a session was attached (buffered input may resume).
+    async fn act(&mut self, conn: &mut Connection, action: Action, now: Instant) -> bool {
+        let broker = self.broker.clone();
+        match action {
+            Action::OpenSession {
+                client,
+                clean_start,
+            } => {
+                let id: Arc<str> = client.client_id.as_str().into();
+                self.client = Some(id.clone());
+                let existing = broker
+                    .open_session(
+                        id,
+                        clean_start,
+                        self.conn_id,
+                        self.tx.clone(),
+                        self.kick.clone(),
+                    )
+                    .await;
+                conn.attach_session(existing, Instant::now());
+                return true;
+            }
+            Action::Subscribe {
+                filter,
+                subscription,
+                options,
+                send_retained,
+            } => {
+                let Some(client) = self.client.clone() else {
+                    return false;
+                };
+                let key = SubKey {
+                    client,
+                    filter: filter.as_str().into(),
+                };
+                let opts = SubOptions {
+                    qos: options.qos as u8,
+                    no_local: options.no_local,
+                    retain_as_published: options.retain_as_published,
+                    retain_handling: options.retain_handling as u8,
+                    subscription_id: None,
+                };
+                if let Err(e) = broker
+                    .inner
+                    .subs
+                    .write()
+                    .subscribe(&subscription, key, opts)
+                {
+                    tracing::warn!(%filter, "subscribe: {e}");
+                }
+                if send_retained && subscription.group.is_none() {
+                    for d in broker.retained_for(&filter, subscription.filter.as_str(), now) {
+                        conn.deliver(&d, now);
+                    }
+                }
+            }
+            Action::Unsubscribe {
+                filter,
+                subscription,
+            } => {
+                if let Some(client) = self.client.clone() {
+                    let key = SubKey {
+                        client,
+                        filter: filter.as_str().into(),
+                    };
+                    broker.inner.subs.write().unsubscribe(&subscription, &key);
+                }
+            }
+            Action::Publish(m) => {
+                let _ = broker.inner.metrics.messages_received.inc();
+                broker.route(&m);
+            }
+            Action::Retain(m) => broker.retain(&m),
+            Action::Will { message, delay } => {
+                if let Some(client) = self.client.clone() {
+                    broker.schedule_will(client, message, delay);
+                }
+            }
+            Action::Closed {
+                reason,
+                session,
+                expiry,
+            } => {
+                tracing::debug!(client = ?self.client, ?reason, "connection closed");
+                if let Some(reply) = self.handover.take() {
+                    let _ = reply.send(session);
+                } else if let Some(client) = self.client.clone() {
+                    broker.close_session(client, self.conn_id, session, expiry);
+                }
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,354 @@
+//! The single-node MQTT broker: shared state that connection tasks act on.
+//!
+//! Concurrency (docs/decisions.md, "MQTT broker concurrency"): every connection is one tokio
+//! task driving its sans-IO [`Connection`](crate::mqtt::session::Connection) over a
+//! [`Transport`](crate::mqtt::transport::Transport). There is no central broker task: the
+//! publish path reads the subscription table through the router's [`ReadMostly`] lock (writers
+//! are subscribes), then hands each delivery to the subscriber's bounded channel with
+//! `try_send`. A full channel (slow consumer) drops QoS 0 and disconnects the subscriber for
+//! QoS 1/2, counting `messages_dropped`; memory per connection stays bounded. The session store
+//! (client id → live connection or stored offline session) is one short-held mutex, as EMQX 4's
+//! `emqx_cm` registry is one ETS table.
+
+mod conn;
+mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::mqtt::codec::{MqttString, Properties, QoS};
+use crate::mqtt::metrics::Metrics;
+use crate::mqtt::retained::{RetainedLimits, RetainedMessage, RetainedStore};
+use crate::mqtt::session::{AllowAll, AuthHook, Delivery, Message, SessionConfig};
+use crate::mqtt::sys::SysTopics;
+use crate::mqtt::transport::{Listener, ListenerConfig, TransportError};
+use crate::router::{ReadMostly, ShareStrategy, SubscriptionTable};
+
+pub use store::SessionEntry;
+
+/// A route's subscriber: the session (by client id) and the filter exactly as it wrote it,
+/// which [`Delivery::filter`] must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubKey {
+    /// Client identifier of the session.
+    pub client: Arc<str>,
+    /// The filter as written in SUBSCRIBE (`$share/g/...` included).
+    pub filter: Arc<str>,
+}
+
+/// What the broker sends a connection task.
+#[derive(Debug)]
+pub enum ToConn {
+    /// A message to deliver.
+    Deliver(Delivery),
+    /// Another connection opened this client id: close and hand the session back.
+    Takeover(tokio::sync::oneshot::Sender<Option<crate::mqtt::session::SessionState>>),
+}
+
+/// Broker-wide settings.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    /// Limits of every session.
+    pub session: SessionConfig,
+    /// Shared subscription strategy.
+    pub share_strategy: ShareStrategy,
+    /// Capacity of each connection's delivery channel.
+    pub channel_capacity: usize,
+    /// Interval of the `$SYS` stats publication (`None`: never).
+    pub sys_interval: Option<Duration>,
+    /// Node name in `$SYS/brokers/<node>/...`.
+    pub node_name: String,
+    /// Authentication and ACL.
+    pub auth: Arc<dyn AuthHook + Send + Sync>,
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("share_strategy", &self.share_strategy)
+            .field("channel_capacity", &self.channel_capacity)
+            .finish()
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            session: SessionConfig::default(),
+            share_strategy: ShareStrategy::default(),
+            channel_capacity: 1024,
+            sys_interval: Some(Duration::from_secs(60)),
+            node_name: "beamq@127.0.0.1".to_owned(),
+            auth: Arc::new(AllowAll),
+        }
+    }
+}
+
+/// The broker's shared state (cheap to clone).
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    config: Arc<SessionConfig>,
+    channel_capacity: usize,
+    auth: Arc<dyn AuthHook + Send + Sync>,
+    subs: ReadMostly<SubscriptionTable<SubKey>>,
+    sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
+    retained: Mutex<RetainedStore>,
+    wills: Mutex<HashMap<Arc<str>, AbortHandle>>,
+    metrics: Metrics,
+    started: Instant,
+}
+
+/// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Broker {
+    /// A broker with `config`; spawns the `$SYS` publisher when configured (needs a runtime).
+    pub fn new(config: BrokerConfig) -> Broker {
+        let broker = Broker {
+            inner: Arc::new(Shared {
+                config: Arc::new(config.session),
+                channel_capacity: config.channel_capacity.max(1),
+                auth: config.auth,
+                subs: ReadMostly::new(SubscriptionTable::new(config.share_strategy)),
+                sessions: Mutex::new(HashMap::new()),
+                retained: Mutex::new(RetainedStore::new(RetainedLimits::default())),
+                wills: Mutex::new(HashMap::new()),
+                metrics: Metrics::new(),
+                started: Instant::now(),
+            }),
+        };
+        if let Some(every) = config.sys_interval {
+            let weak = Arc::downgrade(&broker.inner);
+            let sys = SysTopics::new(&config.node_name, env!("CARGO_PKG_VERSION"));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    Broker { inner }.publish_sys(&sys);
+                }
+            });
+        }
+        broker
+    }
+
+    /// The broker's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Accepts connections on `listener` until the task is dropped or accept fails for good.
+    pub async fn serve(self, listener: Listener) -> std::io::Result<()> {
+        loop {
+            let incoming = listener.accept().await?;
+            let _ = self.inner.metrics.connections_accepted.inc();
+            let broker = self.clone();
+            tokio::spawn(async move {
+                let peer = incoming.peer();
+                match incoming.handshake().await {
+                    Ok(c) => conn::run(broker, c.stream, c.peer).await,
+                    Err(e) => tracing::debug!(%peer, "transport handshake: {e}"),
+                }
+            });
+        }
+    }
+
+    /// Binds `cfg` and serves it in a spawned task; returns the bound address.
+    pub async fn listen(&self, cfg: &ListenerConfig) -> Result<SocketAddr, TransportError> {
+        let listener = Listener::bind(cfg).await?;
+        let addr = listener.local_addr()?;
+        let kind = match &cfg.kind {
+            crate::mqtt::transport::ListenerKind::Tcp => "tcp",
+            crate::mqtt::transport::ListenerKind::Tls(_) => "tls",
+            crate::mqtt::transport::ListenerKind::Ws(_) => "ws",
+        };
+        tracing::info!(%addr, kind, "MQTT listener");
+        let broker = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = broker.serve(listener).await {
+                tracing::error!(%addr, "MQTT listener stopped: {e}");
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Routes `msg` to every matching subscription: live sessions through their channel,
+    /// stored ones into their offline queue.
+    pub fn route(&self, msg: &Arc<Message>) {
+        let mut targets: Vec<(SubKey, bool)> = Vec::new();
+        {
+            let subs = self.inner.subs.read();
+            let mut rng = rand::thread_rng();
+            subs.dispatch(msg.topic.as_str(), msg.publisher.as_str(), &mut rng, |d| {
+                targets.push((d.subscriber.clone(), d.options.no_local));
+            });
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut sessions = lock(&self.inner.sessions);
+        for (key, no_local) in targets {
+            if no_local && *key.client == *msg.publisher.as_str() {
+                continue;
+            }
+            let Ok(filter) = MqttString::try_from(&*key.filter) else {
+                continue;
+            };
+            let d = Delivery {
+                message: msg.clone(),
+                filter,
+                from_retained: false,
+            };
+            match sessions.get_mut(&key.client) {
+                Some(SessionEntry::Live { tx, kick, .. }) => {
+                    match tx.try_send(ToConn::Deliver(d)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(ToConn::Deliver(d))) => {
+                            let _ = self.inner.metrics.messages_dropped.inc();
+                            if d.message.qos != QoS::AtMostOnce {
+                                tracing::warn!(client = %key.client, "slow consumer: disconnecting");
+                                kick.notify_one();
+                            }
+                        }
+                        Err(_) => {
+                            let _ = self.inner.metrics.messages_dropped.inc();
+                        }
+                    }
+                }
+                Some(SessionEntry::Stored { state, .. }) => {
+                    state.deliver_offline(&d, &self.inner.config, now)
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Sets or clears (empty payload) the retained message of `msg.topic`.
+    pub fn retain(&self, msg: &Message) {
+        let mut store = lock(&self.inner.retained);
+        if msg.payload.is_empty() {
+            store.remove(msg.topic.as_str());
+            return;
+        }
+        let r = RetainedMessage {
+            topic: msg.topic.as_str().into(),
+            qos: msg.qos,
+            payload: msg.payload.clone(),
+            properties: msg.properties.clone(),
+            expires_at: msg.expires_at,
+        };
+        match store.insert(r) {
+            Ok(()) => {
+                let _ = self.inner.metrics.messages_retained.inc();
+            }
+            Err(e) => tracing::warn!(topic = %msg.topic, "retained message refused: {e}"),
+        };
+    }
+
+    /// Retained messages matching `filter`, as deliveries from the retained store.
+    fn retained_for(&self, filter: &MqttString, routing: &str, now: Instant) -> Vec<Delivery> {
+        let store = lock(&self.inner.retained);
+        let mut out = Vec::new();
+        store.for_each_match(routing, now, |m| {
+            let Ok(topic) = MqttString::try_from(&*m.topic) else {
+                return;
+            };
+            out.push(Delivery {
+                message: Arc::new(Message {
+                    topic,
+                    payload: m.payload.clone(),
+                    qos: m.qos,
+                    retain: true,
+                    publisher: MqttString::default(),
+                    properties: m.properties.clone(),
+                    expires_at: m.expires_at,
+                }),
+                filter: filter.clone(),
+                from_retained: true,
+            });
+        });
+        out
+    }
+
+    /// Publishes a Will now or after `delay` unless the client id reconnects first.
+    fn schedule_will(&self, client: Arc<str>, msg: Arc<Message>, delay: Duration) {
+        if delay.is_zero() {
+            self.publish(&msg);
+            return;
+        }
+        let broker = self.clone();
+        let key = client.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            lock(&broker.inner.wills).remove(&key);
+            broker.publish(&msg);
+        });
+        if let Some(old) = lock(&self.inner.wills).insert(client, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Cancels the pending delayed Will of `client` (it reconnected).
+    fn cancel_will(&self, client: &str) {
+        if let Some(h) = lock(&self.inner.wills).remove(client) {
+            h.abort();
+        }
+    }
+
+    /// A PUBLISH from the broker itself (Will, `$SYS`): retained first, then routed.
+    fn publish(&self, msg: &Arc<Message>) {
+        if msg.retain {
+            self.retain(msg);
+        }
+        self.route(msg);
+    }
+
+    /// Publishes the `$SYS/brokers/<node>/...` topics once.
+    fn publish_sys(&self, sys: &SysTopics) {
+        let mut snap = self.inner.metrics.snapshot();
+        snap.sessions_count = lock(&self.inner.sessions).len() as u64;
+        {
+            let subs = self.inner.subs.read();
+            snap.subscriptions_count = subs.len() as u64;
+            snap.topics_count = subs.filter_count() as u64;
+            snap.routes_count = subs.filter_count() as u64;
+        }
+        snap.retained_count = lock(&self.inner.retained).len() as u64;
+        let now = Instant::now();
+        let mut msgs = sys.heartbeat(now - self.inner.started, SystemTime::now());
+        msgs.extend(sys.tick(&snap, &[sys.node()]));
+        for m in msgs {
+            let Ok(topic) = MqttString::try_from(m.topic) else {
+                continue;
+            };
+            let msg = Arc::new(Message {
+                topic,
+                payload: m.payload,
+                qos: QoS::AtMostOnce,
+                retain: m.retain,
+                publisher: MqttString::default(),
+                properties: Properties::default(),
+                expires_at: None,
+            });
+            self.publish(&msg);
+        }
+    }
+}
