@@ -12,9 +12,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::{Broker, SubKey, ToConn};
+use super::{Broker, Handover, SubKey, ToConn};
 use crate::mqtt::codec::{Packet, ReasonCode};
-use crate::mqtt::session::{Action, Connection, SessionState};
+use crate::mqtt::session::{Action, Connection};
 use crate::mqtt::transport::Transport;
 use crate::router::SubOptions;
 
@@ -37,7 +37,7 @@ struct Task {
     /// Client id once the session is open.
     client: Option<Arc<str>>,
     /// Set when taken over: the session goes to the new holder instead of the store.
-    handover: Option<oneshot::Sender<Option<SessionState>>>,
+    handover: Option<oneshot::Sender<Handover>>,
 }
 
 /// Serves one transport until the session machine closes.
@@ -240,7 +240,7 @@ impl Task {
             } => {
                 tracing::debug!(client = ?self.client, ?reason, "connection closed");
                 if let Some(reply) = self.handover.take() {
-                    let _ = reply.send(session);
+                    let _ = reply.send((session, expiry));
                 } else if let Some(client) = self.client.clone() {
                     broker.close_session(client, self.conn_id, session, expiry);
                 }

@@ -41,13 +41,19 @@ pub struct SubKey {
     pub filter: Arc<str>,
 }
 
+/// A taken-over connection's session and how long it was to be kept.
+pub type Handover = (
+    Option<crate::mqtt::session::SessionState>,
+    crate::mqtt::session::SessionExpiry,
+);
+
 /// What the broker sends a connection task.
 #[derive(Debug)]
 pub enum ToConn {
     /// A message to deliver.
     Deliver(Delivery),
     /// Another connection opened this client id: close and hand the session back.
-    Takeover(tokio::sync::oneshot::Sender<Option<crate::mqtt::session::SessionState>>),
+    Takeover(tokio::sync::oneshot::Sender<Handover>),
 }
 
 /// Broker-wide settings.

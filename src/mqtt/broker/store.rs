@@ -55,12 +55,18 @@ impl Broker {
                 let (reply, rx) = oneshot::channel();
                 let handed = async {
                     old_tx.send(ToConn::Takeover(reply)).await.ok()?;
-                    rx.await.ok().flatten()
+                    rx.await.ok()
                 };
-                tokio::time::timeout(TAKEOVER_TIMEOUT, handed)
-                    .await
-                    .ok()
-                    .flatten()
+                match tokio::time::timeout(TAKEOVER_TIMEOUT, handed).await {
+                    Ok(Some((Some(state), SessionExpiry::Now))) => {
+                        // The old connection's session ended with it (Clean Session 1 or
+                        // expiry 0): its routes go, nothing resumes.
+                        self.remove_routes(&client, &state);
+                        None
+                    }
+                    Ok(Some((state, _))) => state,
+                    _ => None,
+                }
             }
             Some(SessionEntry::Stored { state, expiry, .. }) => {
                 if let Some(h) = expiry {
