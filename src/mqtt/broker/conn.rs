@@ -44,8 +44,12 @@ struct Task {
 pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr) {
     let (tx, mut rx) = mpsc::channel(broker.inner.channel_capacity);
     let kick = Arc::new(Notify::new());
-    let mut conn = Connection::new(broker.inner.config.clone(), Some(peer), Instant::now());
-    let auth = broker.inner.auth.clone();
+    let mut conn = Connection::new(
+        broker.inner.config.clone(),
+        broker.inner.auth.clone(),
+        Some(peer),
+        Instant::now(),
+    );
     let mut task = Task {
         broker,
         conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
@@ -63,7 +67,7 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
             match Packet::decode(&mut buf, conn.protocol_version(), max) {
                 Ok(Some(p)) => {
                     let _ = task.broker.inner.metrics.packets_received.inc();
-                    conn.handle_packet(p, &*auth, now);
+                    conn.handle_packet(p, now);
                     decoded = true;
                 }
                 Ok(None) => break,

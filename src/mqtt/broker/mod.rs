@@ -70,7 +70,7 @@ pub struct BrokerConfig {
     /// Node name in `$SYS/brokers/<node>/...`.
     pub node_name: String,
     /// Authentication and ACL.
-    pub auth: Arc<dyn AuthHook + Send + Sync>,
+    pub auth: Arc<dyn AuthHook>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -110,7 +110,7 @@ impl std::fmt::Debug for Broker {
 struct Shared {
     config: Arc<SessionConfig>,
     channel_capacity: usize,
-    auth: Arc<dyn AuthHook + Send + Sync>,
+    auth: Arc<dyn AuthHook>,
     subs: ReadMostly<SubscriptionTable<SubKey>>,
     sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
     retained: Mutex<RetainedStore>,
