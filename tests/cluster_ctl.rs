@@ -18,7 +18,16 @@ struct NodeProc {
 impl NodeProc {
     fn start(name: &str, dir: &PathBuf) -> NodeProc {
         let child = Command::new(BIN)
-            .args(["start", "--name", name, "--cookie", COOKIE, "--data-dir"])
+            .args([
+                "start",
+                "--name",
+                name,
+                "--cookie",
+                COOKIE,
+                "--mqtt-port",
+                "0",
+            ])
+            .arg("--data-dir")
             .arg(dir)
             .env_remove("WITH_EPMD")
             .env("RUST_LOG", "warn")
