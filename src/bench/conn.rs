@@ -3,7 +3,6 @@
 //! once all are up when there is no duration), and reports connections per second and connect
 //! latency. Spread many connections over source addresses with `--ifaddr`.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -11,9 +10,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::client::{encode, Client, ClientError, ConnectSpec};
+use super::lifecycle::{connect_counted, finish};
 use super::publisher::ping_timer;
 use super::stats::Shared;
-use crate::mqtt::codec::{Disconnect, Packet, ReasonCode};
+use crate::mqtt::codec::Packet;
 
 /// Runs one idle client until `stop` fires.
 pub async fn run(
@@ -22,33 +22,11 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
     stop: watch::Receiver<bool>,
 ) {
-    let (mut c, took) = match Client::connect(&spec).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "connect failed: {e}");
-            shared.failed.fetch_add(1, Relaxed);
-            return;
-        }
+    let Some(mut c) = connect_counted(&spec, &shared, permit).await else {
+        return;
     };
-    drop(permit);
-    shared.connected.fetch_add(1, Relaxed);
-    shared.connect_time(took);
-    match hold(&mut c, &spec, stop).await {
-        Ok(()) => {
-            shared.finished.fetch_add(1, Relaxed);
-            let mut out = BytesMut::new();
-            encode(
-                &Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
-                c.version,
-                &mut out,
-            );
-            let _ = c.stream.write_all(&out).await;
-        }
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "connection lost: {e}");
-            shared.dropped.fetch_add(1, Relaxed);
-        }
-    }
+    let result = hold(&mut c, &spec, stop).await;
+    finish(&mut c, &spec, &shared, result, "connection lost").await;
 }
 
 async fn hold(

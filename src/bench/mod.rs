@@ -7,6 +7,7 @@
 pub mod client;
 mod conn;
 pub mod histogram;
+mod lifecycle;
 pub mod opts;
 mod publisher;
 mod stats;

@@ -14,9 +14,10 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{interval_at, Interval, MissedTickBehavior};
 
 use super::client::{encode, now_micros, Client, ClientError, ConnectSpec};
+use super::lifecycle::{connect_counted, finish};
 use super::opts::{expand_topic, PubOpts};
 use super::stats::{LocalLatency, Shared};
-use crate::mqtt::codec::{Ack, Disconnect, MqttString, Packet, Publish, QoS, ReasonCode};
+use crate::mqtt::codec::{Ack, MqttString, Packet, Publish, QoS};
 
 /// Most publishes encoded per loop turn when sending back to back.
 const BATCH: usize = 64;
@@ -54,36 +55,13 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
     stop: watch::Receiver<bool>,
 ) {
-    let (mut c, took) = match Client::connect(&spec).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "connect failed: {e}");
-            shared.failed.fetch_add(1, Relaxed);
-            return;
-        }
+    let Some(mut c) = connect_counted(&spec, &shared, permit).await else {
+        return;
     };
-    drop(permit);
-    shared.connected.fetch_add(1, Relaxed);
-    shared.connect_time(took);
     let mut lat = LocalLatency::new();
     let result = publish_loop(&mut c, index, &spec, &opts, &shared, &mut lat, stop).await;
     lat.maybe_fold(&shared, true);
-    match result {
-        Ok(()) => {
-            shared.finished.fetch_add(1, Relaxed);
-            let mut out = BytesMut::new();
-            encode(
-                &Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
-                c.version,
-                &mut out,
-            );
-            let _ = c.stream.write_all(&out).await;
-        }
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "publisher stopped: {e}");
-            shared.dropped.fetch_add(1, Relaxed);
-        }
-    }
+    finish(&mut c, &spec, &shared, result, "publisher stopped").await;
 }
 
 async fn publish_loop(

@@ -10,12 +10,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::client::{encode, now_micros, payload_latency, Client, ClientError, ConnectSpec};
+use super::lifecycle::{connect_counted, finish};
 use super::opts::{expand_topic, SubOpts};
 use super::publisher::ping_timer;
 use super::stats::{LocalLatency, Shared};
-use crate::mqtt::codec::{
-    Ack, Disconnect, MqttString, Packet, QoS, ReasonCode, Subscribe, SubscriptionOptions,
-};
+use crate::mqtt::codec::{Ack, MqttString, Packet, QoS, Subscribe, SubscriptionOptions};
 
 /// Runs one subscribing client until `stop` fires.
 pub async fn run(
@@ -26,36 +25,13 @@ pub async fn run(
     permit: Option<OwnedSemaphorePermit>,
     stop: watch::Receiver<bool>,
 ) {
-    let (mut c, took) = match Client::connect(&spec).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "connect failed: {e}");
-            shared.failed.fetch_add(1, Relaxed);
-            return;
-        }
+    let Some(mut c) = connect_counted(&spec, &shared, permit).await else {
+        return;
     };
-    drop(permit);
-    shared.connected.fetch_add(1, Relaxed);
-    shared.connect_time(took);
     let mut lat = LocalLatency::new();
     let result = receive_loop(&mut c, index, &spec, &opts, &shared, &mut lat, stop).await;
     lat.maybe_fold(&shared, true);
-    match result {
-        Ok(()) => {
-            shared.finished.fetch_add(1, Relaxed);
-            let mut out = BytesMut::new();
-            encode(
-                &Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
-                c.version,
-                &mut out,
-            );
-            let _ = c.stream.write_all(&out).await;
-        }
-        Err(e) => {
-            tracing::warn!(client = spec.client_id, "subscriber stopped: {e}");
-            shared.dropped.fetch_add(1, Relaxed);
-        }
-    }
+    finish(&mut c, &spec, &shared, result, "subscriber stopped").await;
 }
 
 async fn receive_loop(
