@@ -201,7 +201,6 @@ fn start(args: StartArgs) -> ExitCode {
         dist_listen_max: args.dist_listen_max,
         data_dir: args.data_dir.clone(),
     };
-    let data_dir = args.data_dir;
     let cfg = match node_config(&opts) {
         Ok(c) => c,
         Err(e) => {
@@ -216,66 +215,32 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mqtt_port_arg = args.mqtt_port;
-    let port_offset = args.port_offset;
+    let server_opts = beamq::api::server::ServerOptions {
+        node: cfg,
+        data_dir: args.data_dir,
+        mqtt_port: args.mqtt_port,
+        port_offset: args.port_offset,
+    };
     rt.block_on(async move {
-        if let beamq::dist::listener::PortMode::Epmd { epmd_port, .. } = cfg.mode {
-            let exe = std::env::current_exe().unwrap_or_else(|_| "beamq".into());
-            if let Err(e) = beamq::epmd::client::ensure_running(epmd_port, &exe).await {
+        let server = match beamq::api::server::start(server_opts).await {
+            Ok(s) => s,
+            Err(e @ beamq::api::server::ServerError::PortOffset(_)) => {
                 eprintln!("beamq start: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(2);
             }
-        }
-        let running = match beamq::node::boot::start(cfg).await {
-            Ok(r) => r,
             Err(e) => {
                 eprintln!("beamq start: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let _cluster = match beamq::cluster::start(&running.node, &data_dir) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("beamq start: cluster membership: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let mqtt_port = match mqtt_port_arg {
-            Some(p) => p,
-            None => match beamq::mqtt::transport::ListenerConfig::port(
-                beamq::mqtt::transport::DEFAULT_TCP_PORT,
-                port_offset,
-            ) {
-                Some(p) => p,
-                None => {
-                    eprintln!("beamq start: --port-offset {} too large", port_offset);
-                    return ExitCode::from(2);
-                }
-            },
-        };
-        let broker = beamq::mqtt::broker::Broker::new(beamq::mqtt::broker::BrokerConfig {
-            node_name: running.node.name().as_str().to_owned(),
-            ..Default::default()
-        });
-        let listener = beamq::mqtt::transport::ListenerConfig::new(
-            std::net::SocketAddr::from(([0, 0, 0, 0], mqtt_port)),
-            beamq::mqtt::transport::ListenerKind::Tcp,
-        );
-        let mqtt_addr = match broker.listen(&listener).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("beamq start: MQTT listener on port {mqtt_port}: {e}");
                 return ExitCode::from(1);
             }
         };
         println!(
             "beamq node {} started, dist port {}",
-            running.node.name().as_str(),
-            running.port
+            server.node.node.name().as_str(),
+            server.node.port
         );
-        println!("beamq mqtt listening on port {}", mqtt_addr.port());
+        println!("beamq mqtt listening on port {}", server.mqtt_addr.port());
         wait_for_signal().await;
-        drop(running);
+        drop(server);
         ExitCode::SUCCESS
     })
 }
