@@ -3,8 +3,10 @@
 //!
 //! Semantics follow MQTT 5.0 section 4.7 and EMQX 4 (`emqx_topic.erl`, `emqx_trie.erl`,
 //! `emqx_router.erl`); the route table is the `beamq_route` pg scope of DESIGN.md section 5.
-//! Nothing here does I/O or imports a lower layer.
+//! Nothing here does I/O except [`cluster`], the replication over pg and the forwarding, which
+//! runs on the node (`node`, `dist`) below it.
 
+pub mod cluster;
 mod filter_trie;
 mod levels;
 pub mod route_table;
