@@ -338,7 +338,8 @@ start_beamq(Config, Priv) ->
                  [{"WITH_EPMD", "1"}]}
         end,
     Args = ["start", "--name", Name, "--cookie", ?COOKIE, "--net-ticktime", ?TICK,
-            "--data-dir", filename:join(Priv, "data")] ++ ModeArgs,
+            "--data-dir", filename:join(Priv, "data"), "--mqtt-port", "0", "--ws-port", "off"]
+        ++ ModeArgs,
     H = os_start(?config(beamq_bin, Config), Args, ModeEnv ++ ?config(env, Config), Log),
     ok = wait_for(fun() ->
                           case file:read_file(Log) of

@@ -233,7 +233,7 @@ start_beamq(Config) ->
     Log = filename:join(Priv, "beamq.log"),
     Name = "gpq" ++ integer_to_list(free_ekka_offset()) ++ "@127.0.0.1",
     Args = ["start", "--name", Name, "--cookie", ?COOKIE, "--data-dir",
-            filename:join(Priv, "data")],
+            filename:join(Priv, "data"), "--mqtt-port", "0", "--ws-port", "off"],
     H = os_start(?config(beamq_bin, Config), Args, [], Log),
     ok = wait_for(fun() ->
                           case file:read_file(Log) of

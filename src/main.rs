@@ -136,42 +136,54 @@ fn ctl(args: CtlArgs) -> ExitCode {
     }
 }
 
-/// `beamq start` flags (DESIGN.md section 6). Flags win over the environment.
+/// `beamq start` flags (DESIGN.md section 6). Flags win over the environment, which wins over
+/// the `--config` file, which wins over defaults (every key: docs/config.md).
 #[derive(clap::Args)]
 struct StartArgs {
-    /// Long node name NAME@HOST (HOST an IP or FQDN); env EMQX_NODE_NAME.
+    /// Long node name NAME@HOST (HOST an IP or FQDN); env EMQX_NODE_NAME; key node.name.
     #[arg(long, conflicts_with = "sname")]
     name: Option<String>,
     /// Short node name NAME (or NAME@SHORTHOST).
     #[arg(long)]
     sname: Option<String>,
-    /// Magic cookie; env EMQX_NODE_COOKIE; default ~/.erlang.cookie (created when missing).
+    /// Magic cookie; env EMQX_NODE_COOKIE; key node.cookie; default ~/.erlang.cookie.
     #[arg(long)]
     cookie: Option<String>,
-    /// net_ticktime in seconds.
-    #[arg(long, default_value_t = 60)]
-    net_ticktime: u64,
-    /// Data directory.
-    #[arg(long, default_value = "data")]
-    data_dir: std::path::PathBuf,
-    /// MQTT listener port (default 1883 + port offset).
+    /// net_ticktime in seconds (default 60; key node.dist_net_ticktime).
     #[arg(long)]
-    mqtt_port: Option<u16>,
-    /// Shift of every listener port not derived from the node name (1883 -> 1883 + K).
-    #[arg(long, default_value_t = 0)]
-    port_offset: u16,
+    net_ticktime: Option<u64>,
+    /// Data directory (default ./data; key node.data_dir).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// MQTT TCP listener port, exact (0: a free port; `off`: no TCP listener). Default 1883 +
+    /// port offset.
+    #[arg(long, value_name = "PORT|off")]
+    mqtt_port: Option<beamq::api::config::PortFlag>,
+    /// MQTT over TLS listener port, exact (0: free; `off`: none). Default 8883 + port offset,
+    /// on when listeners.ssl.default.ssl_options.certfile and keyfile are configured.
+    #[arg(long, value_name = "PORT|off")]
+    tls_port: Option<beamq::api::config::PortFlag>,
+    /// MQTT over WebSocket listener port, exact (0: free; `off`: none). Default 8083 + port
+    /// offset, path /mqtt.
+    #[arg(long, value_name = "PORT|off")]
+    ws_port: Option<beamq::api::config::PortFlag>,
+    /// Shift of every listener port not derived from the node name and not given by a flag
+    /// (1883 -> 1883 + K); key node.port_offset.
+    #[arg(long)]
+    port_offset: Option<u16>,
     /// Lowest dist port in epmd mode (node.dist_listen_min).
-    #[arg(long, default_value_t = beamq::node::config::DEFAULT_DIST_LISTEN_PORT)]
-    dist_listen_min: u16,
+    #[arg(long)]
+    dist_listen_min: Option<u16>,
     /// Highest dist port in epmd mode (node.dist_listen_max).
-    #[arg(long, default_value_t = beamq::node::config::DEFAULT_DIST_LISTEN_PORT)]
-    dist_listen_max: u16,
-    /// Configuration file (keys are overridden by flags).
+    #[arg(long)]
+    dist_listen_max: Option<u16>,
+    /// Configuration file: EMQX-style `key = value` lines (docs/config.md).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
 }
 
 fn start(args: StartArgs) -> ExitCode {
+    use beamq::api::config::{resolve, Flags};
     use beamq::node::config::{node_config, StartOptions};
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -181,25 +193,36 @@ fn start(args: StartArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    if let Some(c) = &args.config {
-        if let Err(e) = std::fs::metadata(c) {
-            eprintln!("beamq start: --config {}: {e}", c.display());
+    let flags = Flags {
+        cookie: args.cookie,
+        net_ticktime: args.net_ticktime,
+        data_dir: args.data_dir,
+        port_offset: args.port_offset,
+        dist_listen_min: args.dist_listen_min,
+        dist_listen_max: args.dist_listen_max,
+        mqtt_port: args.mqtt_port,
+        tls_port: args.tls_port,
+        ws_port: args.ws_port,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let settings = match resolve(args.config.as_deref(), &env, &flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("beamq start: {e}");
             return ExitCode::from(2);
         }
-    }
+    };
     let opts = StartOptions {
         name: args.name,
         sname: args.sname,
-        env_name: std::env::var("EMQX_NODE_NAME")
-            .ok()
-            .filter(|s| !s.is_empty()),
-        cookie: args.cookie,
-        net_ticktime: args.net_ticktime,
+        env_name: settings.node_name.clone(),
+        cookie: settings.cookie.clone(),
+        net_ticktime: settings.net_ticktime,
         with_epmd: std::env::var("WITH_EPMD").is_ok_and(|v| v == "1"),
         epmd_port: beamq::epmd::client::epmd_port(),
-        dist_listen_min: args.dist_listen_min,
-        dist_listen_max: args.dist_listen_max,
-        data_dir: args.data_dir.clone(),
+        dist_listen_min: settings.dist_listen_min,
+        dist_listen_max: settings.dist_listen_max,
+        data_dir: settings.data_dir.clone(),
     };
     let cfg = match node_config(&opts) {
         Ok(c) => c,
@@ -217,20 +240,14 @@ fn start(args: StartArgs) -> ExitCode {
     };
     let server_opts = beamq::api::server::ServerOptions {
         node: cfg,
-        data_dir: args.data_dir,
-        mqtt_port: args.mqtt_port,
-        port_offset: args.port_offset,
+        settings,
     };
     rt.block_on(async move {
         let server = match beamq::api::server::start(server_opts).await {
             Ok(s) => s,
-            Err(e @ beamq::api::server::ServerError::PortOffset(_)) => {
-                eprintln!("beamq start: {e}");
-                return ExitCode::from(2);
-            }
             Err(e) => {
                 eprintln!("beamq start: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(if e.is_usage() { 2 } else { 1 });
             }
         };
         println!(
@@ -238,7 +255,13 @@ fn start(args: StartArgs) -> ExitCode {
             server.node.node.name().as_str(),
             server.node.port
         );
-        println!("beamq mqtt listening on port {}", server.mqtt_addr.port());
+        for l in &server.listeners {
+            // The TCP line's text is what tests and scripts parse: keep it.
+            match l.name {
+                "tcp" => println!("beamq mqtt listening on port {}", l.addr.port()),
+                other => println!("beamq mqtt {other} listening on port {}", l.addr.port()),
+            }
+        }
         wait_for_signal().await;
         drop(server);
         ExitCode::SUCCESS

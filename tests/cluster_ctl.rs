@@ -26,6 +26,8 @@ impl NodeProc {
                 COOKIE,
                 "--mqtt-port",
                 "0",
+                "--ws-port",
+                "off",
             ])
             .arg("--data-dir")
             .arg(dir)

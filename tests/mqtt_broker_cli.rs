@@ -34,6 +34,8 @@ fn mosquitto_clients_against_beamq_start() {
             "mqtt_cli",
             "--mqtt-port",
             "0",
+            "--ws-port",
+            "off",
         ])
         .env_remove("WITH_EPMD")
         .env("RUST_LOG", "warn")

@@ -94,7 +94,10 @@ async fn tls_handshake_with_generated_certificate() {
     let (certfile, keyfile) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&certfile, ck.cert.pem()).expect("write cert");
     std::fs::write(&keyfile, ck.key_pair.serialize_pem()).expect("write key");
-    let cfg = ListenerConfig::new(local0(), ListenerKind::Tls(TlsConfig { certfile, keyfile }));
+    let cfg = ListenerConfig::new(
+        local0(),
+        ListenerKind::Tls(TlsConfig::new(certfile, keyfile)),
+    );
     let listener = Listener::bind(&cfg).await.expect("bind TLS");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(serve_one(listener));
@@ -127,10 +130,10 @@ async fn tls_listener_refuses_missing_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = ListenerConfig::new(
         local0(),
-        ListenerKind::Tls(TlsConfig {
-            certfile: dir.path().join("none.pem"),
-            keyfile: dir.path().join("none.key"),
-        }),
+        ListenerKind::Tls(TlsConfig::new(
+            dir.path().join("none.pem"),
+            dir.path().join("none.key"),
+        )),
     );
     assert!(Listener::bind(&cfg).await.is_err());
 }

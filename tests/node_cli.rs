@@ -77,6 +77,8 @@ async fn started_node_answers_rpc() {
             "cli_test",
             "--mqtt-port",
             "0",
+            "--ws-port",
+            "off",
         ])
         .env_remove("WITH_EPMD")
         .env("RUST_LOG", "warn")

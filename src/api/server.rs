@@ -1,16 +1,19 @@
 //! `beamq start`: the layers put together in the order their dependencies need.
 //!
 //! Node first (listener, built-ins, `global`, the `beamq_route` pg scope), then cluster
-//! membership (it connects to members through the node), then the MQTT broker and its
-//! listeners. Ports not derived from the node name are shifted by `port_offset` (DESIGN.md
-//! section 4).
+//! membership (it connects to members through the node), then the MQTT broker with its auth
+//! (password file, ACL file) and its listeners (TCP, TLS, WebSocket as configured; ports not
+//! derived from the node name shifted by `port_offset`, DESIGN.md section 4). A listener that
+//! cannot bind stops the start: an operator who configured a port wants to know.
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::api::config::{ConfigError, Settings};
 use crate::cluster::Cluster;
 use crate::dist::listener::PortMode;
+use crate::mqtt::auth::FileAccess;
 use crate::mqtt::broker::{Broker, BrokerConfig};
-use crate::mqtt::transport::{ListenerConfig, ListenerKind, DEFAULT_TCP_PORT};
+use crate::mqtt::transport::Listener;
 use crate::node::boot::{NodeConfig, RunningNode};
 
 /// What `beamq start` was asked for, after flags, environment and config file are merged.
@@ -18,12 +21,8 @@ use crate::node::boot::{NodeConfig, RunningNode};
 pub struct ServerOptions {
     /// The distribution node.
     pub node: NodeConfig,
-    /// Where `cluster.json` lives.
-    pub data_dir: PathBuf,
-    /// The TCP MQTT port; `None` means 1883 + `port_offset`; `Some(0)` picks a free port.
-    pub mqtt_port: Option<u16>,
-    /// Shift of every listener port not derived from the node name.
-    pub port_offset: u16,
+    /// Everything else: data directory, listeners, auth, broker limits.
+    pub settings: Settings,
 }
 
 /// Why the server did not start.
@@ -38,17 +37,38 @@ pub enum ServerError {
     /// `cluster.json` is unreadable.
     #[error("cluster membership: {0}")]
     Cluster(#[from] crate::cluster::state::StateError),
-    /// `--port-offset` pushes a port past 65535.
-    #[error("--port-offset {0} too large")]
-    PortOffset(u16),
+    /// The listener settings do not fit together (port offset too large, TLS without a key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The password or ACL file.
+    #[error(transparent)]
+    Auth(#[from] crate::mqtt::auth::AuthError),
     /// An MQTT listener could not bind.
-    #[error("MQTT listener on port {port}: {source}")]
+    #[error("MQTT {name} listener on {bind}: {source}")]
     Listener {
-        /// The port asked for.
-        port: u16,
+        /// `tcp`, `tls` or `ws`.
+        name: &'static str,
+        /// The address asked for.
+        bind: SocketAddr,
         /// Why.
         source: crate::mqtt::transport::TransportError,
     },
+}
+
+impl ServerError {
+    /// True for errors in what the operator asked for (`beamq start` exits 2 on those).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ServerError::Config(_) | ServerError::Auth(_))
+    }
+}
+
+/// A listener that is serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundListener {
+    /// `tcp`, `tls` or `ws`.
+    pub name: &'static str,
+    /// The bound address (the real port when 0 was asked for).
+    pub addr: SocketAddr,
 }
 
 /// A running server; dropping it stops the node's listener.
@@ -59,8 +79,23 @@ pub struct Server {
     pub cluster: std::sync::Arc<Cluster>,
     /// The MQTT broker.
     pub broker: Broker,
-    /// Where the TCP MQTT listener is bound.
-    pub mqtt_addr: SocketAddr,
+    /// The MQTT listeners, in start order (tcp, tls, ws).
+    pub listeners: Vec<BoundListener>,
+}
+
+impl Server {
+    /// Where the plain TCP MQTT listener is bound, when it runs.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.listener("tcp")
+    }
+
+    /// Where listener `name` (`tcp`, `tls`, `ws`) is bound, when it runs.
+    pub fn listener(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.addr)
+    }
 }
 
 /// Starts everything `beamq start` runs.
@@ -71,32 +106,48 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
             .await
             .map_err(|e| ServerError::Epmd(e.to_string()))?;
     }
+    let settings = opts.settings;
+    // Everything read from files is checked before anything binds.
+    let plans = settings.listeners()?;
+    let auth = FileAccess::load(&settings.auth)?;
     let node = crate::node::boot::start(opts.node).await?;
-    let cluster = crate::cluster::start(&node.node, &opts.data_dir)?;
-    let mqtt_port = match opts.mqtt_port {
-        Some(p) => p,
-        None => ListenerConfig::port(DEFAULT_TCP_PORT, opts.port_offset)
-            .ok_or(ServerError::PortOffset(opts.port_offset))?,
-    };
+    let cluster = crate::cluster::start(&node.node, &settings.data_dir)?;
     let broker = Broker::new(BrokerConfig {
         node_name: node.node.name().as_str().to_owned(),
+        session: settings.session.clone(),
+        share_strategy: settings.share_strategy,
+        sys_interval: settings.sys_interval,
+        auth: Arc::new(auth),
         ..Default::default()
     });
-    let listener = ListenerConfig::new(
-        SocketAddr::from(([0, 0, 0, 0], mqtt_port)),
-        ListenerKind::Tcp,
-    );
-    let mqtt_addr = broker
-        .listen(&listener)
-        .await
-        .map_err(|source| ServerError::Listener {
-            port: mqtt_port,
+    // Bind every listener before serving any: a port in use fails the start with nothing
+    // left half-running.
+    let mut bound = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let err = |source| ServerError::Listener {
+            name: plan.name,
+            bind: plan.config.bind,
             source,
-        })?;
+        };
+        let listener = Listener::bind(&plan.config).await.map_err(err)?;
+        let addr = listener.local_addr().map_err(|e| err(e.into()))?;
+        bound.push((plan.name, addr, listener));
+    }
+    let mut listeners = Vec::with_capacity(bound.len());
+    for (name, addr, listener) in bound {
+        tracing::info!(%addr, kind = name, "MQTT listener");
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = broker.serve(listener).await {
+                tracing::error!(%addr, "MQTT listener stopped: {e}");
+            }
+        });
+        listeners.push(BoundListener { name, addr });
+    }
     Ok(Server {
         node,
         cluster,
         broker,
-        mqtt_addr,
+        listeners,
     })
 }

@@ -11,6 +11,7 @@
 pub mod acl;
 pub mod cidr;
 pub mod cli;
+mod hook;
 pub mod passwd;
 
 #[cfg(test)]
