@@ -39,6 +39,9 @@ enum Command {
     /// Manage a running node, as `emqx_ctl` (EMQX 4): `beamq ctl [--node N@H] [--cookie C]
     /// cluster join NODE | leave | force-leave NODE | status [--json]`.
     Ctl(CtlArgs),
+    /// Pseudo-distributed cluster on one machine: N nodes beamq1@127.0.0.1.. (MQTT 1883, 2883,
+    /// ...) as child processes, joined; SIGINT or SIGTERM stops them all.
+    ClusterLocal(beamq::api::local::LocalArgs),
 }
 
 /// `beamq ctl` flags.
@@ -308,5 +311,6 @@ fn main() -> ExitCode {
         Command::Passwd { args } => exit(beamq::mqtt::auth::cli::main(args)),
         Command::Bench { cmd } => exit(beamq::bench::main(cmd)),
         Command::Ctl(args) => ctl(args),
+        Command::ClusterLocal(args) => exit(beamq::api::local::main(args)),
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod beamq;
 pub mod mosquitto;
+pub mod ports;
