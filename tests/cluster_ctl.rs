@@ -1,167 +1,67 @@
-//! `beamq ctl cluster ...` against three `beamq start` nodes (ekka mode, 127.0.0.1): join,
+//! `beamq ctl cluster ...` against three `beamq start` nodes on 127.0.0.1, in both port modes
+//! (ekka: dist port from the name; epmd: `WITH_EPMD=1` with a private `beamq epmd`): join,
 //! status on every member, leave, force-leave, restarts, and quick clear failures.
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_beamq");
+use std::path::Path;
+use std::time::Duration;
+
+use common::cluster::{expected, wait_until, Ctl, DirGuard, Epmd, NodeProc};
+use common::ports::free_suffixes;
+
 const COOKIE: &str = "cluster_ctl_test";
 
-/// A running `beamq start`, killed by pid when dropped.
-struct NodeProc {
-    name: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NodeProc {
-    fn start(name: &str, dir: &PathBuf) -> NodeProc {
-        let child = Command::new(BIN)
-            .args([
-                "start",
-                "--name",
-                name,
-                "--cookie",
-                COOKIE,
-                "--mqtt-port",
-                "0",
-                "--ws-port",
-                "off",
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .env_remove("WITH_EPMD")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = NodeProc {
-            name: name.to_string(),
-            dir: dir.clone(),
-            child: Some(child),
-        };
-        wait_until(Duration::from_secs(10), || {
-            ctl(name, &["cluster", "status"]).status.success()
-        });
-        n
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let n = NodeProc::start(&self.name, &self.dir);
-        *self = n;
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Removes the test's data directories.
-struct DirGuard(PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ctl_with(node: &str, cookie: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["ctl", "--node", node, "--cookie", cookie])
-        .args(args)
-        .env_remove("WITH_EPMD")
-        .output()
-        .unwrap()
-}
-
-fn ctl(node: &str, args: &[&str]) -> Output {
-    ctl_with(node, COOKIE, args)
-}
-
-fn ok(node: &str, args: &[&str]) -> String {
-    let out = ctl(node, args);
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success(),
-        "{node} {args:?}: {text} / {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn status(node: &str) -> String {
-    ok(node, &["cluster", "status"])
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "condition not met within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn expected(running: &[&str], stopped: &[&str]) -> String {
-    let list = |v: &[&str]| {
-        v.iter()
-            .map(|n| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let mut s = format!("Cluster status: [{{running_nodes,[{}]}}", list(running));
-    if !stopped.is_empty() {
-        s.push_str(&format!(",{{stopped_nodes,[{}]}}", list(stopped)));
-    }
-    s.push(']');
-    s
-}
-
-/// Three free name suffixes N (ekka dist port 4370 + N), derived from the pid.
-fn suffixes() -> [u16; 3] {
-    let mut base = 20000 + (std::process::id() % 4000) as u16 * 10;
-    loop {
-        let s = [base, base + 1, base + 2];
-        if s.iter()
-            .all(|n| TcpListener::bind(("127.0.0.1", 4370 + n)).is_ok())
-        {
-            return s;
-        }
-        base = 20000 + rand::random::<u16>() % 40000;
-    }
-}
-
-fn fails_fast(node: &str, cookie: &str, args: &[&str], expect: &str) {
-    let t0 = Instant::now();
-    let out = ctl_with(node, cookie, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(err.contains(expect), "{args:?}: {err}");
-    assert!(t0.elapsed() < Duration::from_secs(10), "{args:?} too slow");
+#[test]
+fn ekka_join_status_leave_force_leave_restart() {
+    let s = free_suffixes(4);
+    let names: Vec<String> = (0..3).map(|i| format!("c{}@127.0.0.1", s + i)).collect();
+    let dead = format!("c{}@127.0.0.1", s + 3);
+    let root = std::env::temp_dir().join(format!("beamq_cluster_ctl_{}", std::process::id()));
+    let _dirs = DirGuard(root.clone());
+    scenario(&Ctl::ekka(COOKIE), &names, &dead, &root);
 }
 
 #[test]
-fn join_status_leave_force_leave_restart() {
-    let s = suffixes();
-    let names: Vec<String> = s.iter().map(|n| format!("c{n}@127.0.0.1")).collect();
-    let (a, b, c) = (names[0].as_str(), names[1].as_str(), names[2].as_str());
-    let root = std::env::temp_dir().join(format!("beamq_cluster_ctl_{}", std::process::id()));
+fn epmd_join_status_leave_force_leave_restart() {
+    let epmd = Epmd::start();
+    let tag = std::process::id();
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("e{tag}{n}@127.0.0.1"))
+        .collect();
+    let dead = format!("e{tag}d@127.0.0.1");
+    let root = std::env::temp_dir().join(format!("beamq_cluster_ctl_epmd_{tag}"));
     let _dirs = DirGuard(root.clone());
-    let mut n1 = NodeProc::start(a, &root.join("1"));
-    let mut n2 = NodeProc::start(b, &root.join("2"));
-    let mut n3 = NodeProc::start(c, &root.join("3"));
+    scenario(&Ctl::epmd(&epmd, COOKIE), &names, &dead, &root);
+}
 
+/// What `beamq epmd -names` prints for the private epmd.
+fn epmd_names(epmd_port: u16) -> String {
+    let out = std::process::Command::new(common::cluster::BIN)
+        .args(["epmd", "-port", &epmd_port.to_string(), "-names"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The membership scenario of issue 6; `dead` is a name no node runs under.
+fn scenario(ctl: &Ctl, names: &[String], dead: &str, root: &Path) {
+    let (a, b, c) = (names[0].as_str(), names[1].as_str(), names[2].as_str());
+    let mut n1 = NodeProc::start(ctl, a, &root.join("1"));
+    let mut n2 = NodeProc::start(ctl, b, &root.join("2"));
+    let mut n3 = NodeProc::start(ctl, c, &root.join("3"));
+    if let Some(port) = ctl.epmd {
+        let listed = epmd_names(port);
+        for n in names {
+            let short = n.split('@').next().unwrap_or_default();
+            assert!(
+                listed.contains(&format!("name {short} at port")),
+                "{listed}"
+            );
+        }
+    }
+    let ok = |node: &str, args: &[&str]| ctl.ok(node, args);
+    let status = |node: &str| ctl.status(node);
     assert_eq!(status(a), expected(&[a], &[]));
     assert_eq!(
         ok(b, &["cluster", "join", a]),
@@ -181,16 +81,15 @@ fn join_status_leave_force_leave_restart() {
     );
 
     // Failures: self-join, unknown node for force-leave, dead node, wrong cookie.
-    fails_fast(a, COOKIE, &["cluster", "join", a], "cannot_join_self");
-    fails_fast(
+    ctl.fails_fast(a, COOKIE, &["cluster", "join", a], "cannot_join_self");
+    ctl.fails_fast(
         a,
         COOKIE,
         &["cluster", "force-leave", "nobody@127.0.0.1"],
         "node_not_in_cluster",
     );
-    fails_fast(a, "wrong", &["cluster", "status"], "wrong cookie");
-    let dead = format!("c{}@127.0.0.1", s[2] + 1);
-    fails_fast(&dead, COOKIE, &["cluster", "status"], "not reachable");
+    ctl.fails_fast(a, "wrong", &["cluster", "status"], "wrong cookie");
+    ctl.fails_fast(dead, COOKIE, &["cluster", "status"], "not reachable");
 
     // A restarted member returns to the cluster by itself; while down it is a stopped node.
     n2.stop();

@@ -13,6 +13,8 @@ use crate::node::{Exception, Node};
 pub const MODULE: &str = "beamq_cluster";
 /// How long one member waits for another during join/leave.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a member that was told to drop a peer keeps the connection, so its reply arrives.
+const REPLY_GRACE: Duration = Duration::from_millis(200);
 
 /// A node's membership service.
 pub struct Cluster {
@@ -103,6 +105,15 @@ impl Cluster {
                 .node
                 .rpc_call(peer, MODULE, function, args.clone(), Some(PEER_TIMEOUT))
                 .await;
+            // A connection torn down meanwhile (a restart, `global` dropping it) gets one retry.
+            let r = if !is_ok(&r) && !self.node.is_connected(peer) && self.node.connect(peer).await
+            {
+                self.node
+                    .rpc_call(peer, MODULE, function, args.clone(), Some(PEER_TIMEOUT))
+                    .await
+            } else {
+                r
+            };
             if !is_ok(&r) {
                 tracing::info!(peer = peer.as_str(), function, reply = ?r, "cluster peer not told");
             }
@@ -209,13 +220,27 @@ impl Cluster {
         Term::atom("ok")
     }
 
-    /// `member_left/1`: another member left or was removed.
+    /// `member_left/1`: another member left or was removed. The disconnect waits until the
+    /// reply has gone out: cutting the connection at once makes `global`'s
+    /// prevent_overlapping_partitions ask the other members to drop the leaving node too, before
+    /// it has told them (`lib/kernel/src/global.erl`, `lost_connection`), so they would keep it.
     fn member_left(&self, node: Atom) -> Term {
         self.update(|m| {
             m.members.remove(node.as_str());
         });
-        self.node.disconnect(node);
+        self.disconnect_soon(vec![node]);
         Term::atom("ok")
+    }
+
+    /// Disconnects `peers` once the current reply has been sent.
+    fn disconnect_soon(&self, peers: Vec<Atom>) {
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLY_GRACE).await;
+            for p in peers {
+                node.disconnect(p);
+            }
+        });
     }
 
     /// `forced_out/0`: this node was force-left; record it and stand alone.
@@ -227,14 +252,7 @@ impl Cluster {
             m.force_left = true;
         });
         tracing::warn!("removed from the cluster by force-leave; standing alone");
-        let node = self.node.clone();
-        // Disconnect after the reply has gone out.
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            for p in others {
-                node.disconnect(p);
-            }
-        });
+        self.disconnect_soon(others);
         Term::atom("ok")
     }
 

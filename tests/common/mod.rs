@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod beamq;
+pub mod cluster;
 pub mod mosquitto;
 pub mod ports;
