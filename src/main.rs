@@ -37,7 +37,8 @@ enum Command {
         cmd: beamq::bench::BenchCommand,
     },
     /// Manage a running node, as `emqx_ctl` (EMQX 4): `beamq ctl [--node N@H] [--cookie C]
-    /// cluster join NODE | leave | force-leave NODE | status [--json]`.
+    /// cluster join NODE | leave | force-leave NODE | status [--json]` and
+    /// `routes list [FILTER] | show TOPIC`.
     Ctl(CtlArgs),
     /// Pseudo-distributed cluster on one machine: N nodes beamq1@127.0.0.1.. (MQTT 1883, 2883,
     /// ...) as child processes, joined; SIGINT or SIGTERM stops them all.
@@ -64,6 +65,19 @@ enum CtlCommand {
         #[command(subcommand)]
         cmd: ClusterCommand,
     },
+    /// Cluster routes, as `emqx_ctl routes`.
+    Routes {
+        #[command(subcommand)]
+        cmd: RoutesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Every route (or only FILTER's): `Filter -> Node1,Node2`.
+    List { filter: Option<String> },
+    /// The routes of every filter matching TOPIC.
+    Show { topic: String },
 }
 
 #[derive(Subcommand)]
@@ -113,19 +127,40 @@ fn ctl(args: CtlArgs) -> ExitCode {
     } else {
         beamq::dist::listener::PortMode::Ekka
     };
-    let CtlCommand::Cluster { cmd } = args.cmd;
-    let cmd = match cmd {
-        ClusterCommand::Join { node } => ClusterCmd::Join(node),
-        ClusterCommand::Leave => ClusterCmd::Leave,
-        ClusterCommand::ForceLeave { node } => ClusterCmd::ForceLeave(node),
-        ClusterCommand::Status { json } => ClusterCmd::Status { json },
-    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("beamq ctl: {e}");
             return ExitCode::from(1);
         }
+    };
+    let cmd = match args.cmd {
+        CtlCommand::Cluster { cmd } => cmd,
+        CtlCommand::Routes { cmd } => {
+            use beamq::router::cluster::ctl::{run, RoutesCmd};
+            let cmd = match cmd {
+                RoutesCommand::List { filter } => RoutesCmd::List(filter),
+                RoutesCommand::Show { topic } => RoutesCmd::Show(topic),
+            };
+            return match rt.block_on(run(&target, cookie, mode, cmd)) {
+                Ok(out) => {
+                    if !out.is_empty() {
+                        println!("{out}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    let cmd = match cmd {
+        ClusterCommand::Join { node } => ClusterCmd::Join(node),
+        ClusterCommand::Leave => ClusterCmd::Leave,
+        ClusterCommand::ForceLeave { node } => ClusterCmd::ForceLeave(node),
+        ClusterCommand::Status { json } => ClusterCmd::Status { json },
     };
     match rt.block_on(run(&target, cookie, mode, cmd)) {
         Ok(out) => {

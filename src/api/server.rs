@@ -43,6 +43,9 @@ pub enum ServerError {
     /// The password or ACL file.
     #[error(transparent)]
     Auth(#[from] crate::mqtt::auth::AuthError),
+    /// The cluster router did not start.
+    #[error("cluster router: {0}")]
+    Router(#[from] crate::router::cluster::RouterError),
     /// An MQTT listener could not bind.
     #[error("MQTT {name} listener on {bind}: {source}")]
     Listener {
@@ -120,6 +123,7 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
         auth: Arc::new(auth),
         ..Default::default()
     });
+    broker.attach_cluster(crate::router::cluster::ClusterRouter::start(&node.node)?);
     // Bind every listener before serving any: a port in use fails the start with nothing
     // left half-running.
     let mut bound = Vec::with_capacity(plans.len());

@@ -104,6 +104,46 @@ async fn run_inner(
     mode: PortMode,
     cmd: ClusterCmd,
 ) -> Result<String, String> {
+    let (function, args) = match &cmd {
+        ClusterCmd::Join(n) => ("join", vec![atom_arg(n)?]),
+        ClusterCmd::Leave => ("leave", vec![]),
+        ClusterCmd::ForceLeave(n) => ("force_leave", vec![atom_arg(n)?]),
+        ClusterCmd::Status { .. } => ("status", vec![]),
+    };
+    let reply = call(target, cookie, mode, MODULE, function, args).await?;
+    let failed = |what: &str| {
+        Err(format!(
+            "Failed to {what}: {}",
+            format_term(&error_reason(&reply))
+        ))
+    };
+    match cmd {
+        ClusterCmd::Join(_) if reply.is_atom("ok") => Ok("Join the cluster successfully.".into()),
+        ClusterCmd::Join(_) => failed("join the cluster"),
+        ClusterCmd::Leave if reply.is_atom("ok") => Ok("Leave the cluster successfully.".into()),
+        ClusterCmd::Leave => failed("leave the cluster"),
+        ClusterCmd::ForceLeave(_) if reply.is_atom("ok") => {
+            Ok("Remove the node from cluster successfully.".into())
+        }
+        ClusterCmd::ForceLeave(_) => failed("remove the node from cluster"),
+        ClusterCmd::Status { .. } if reply.as_list().is_none() => failed("get cluster status"),
+        ClusterCmd::Status { json: true } => Ok(status_json(&reply)),
+        ClusterCmd::Status { json: false } => {
+            Ok(format!("Cluster status: {}", format_term(&reply)))
+        }
+    }
+}
+
+/// Starts the hidden ctl node, connects to `target` and calls `module:function(args)` there
+/// (the caller bounds the time).
+pub async fn call(
+    target: &str,
+    cookie: Cookie,
+    mode: PortMode,
+    module: &str,
+    function: &str,
+    args: Vec<Term>,
+) -> Result<Term, String> {
     let kind = if target
         .split('@')
         .nth(1)
@@ -145,38 +185,12 @@ async fn run_inner(
     if !node.connect(target_atom).await {
         return Err(diagnose(&target_name, &mode).await);
     }
-    let (function, args) = match &cmd {
-        ClusterCmd::Join(n) => ("join", vec![atom_arg(n)?]),
-        ClusterCmd::Leave => ("leave", vec![]),
-        ClusterCmd::ForceLeave(n) => ("force_leave", vec![atom_arg(n)?]),
-        ClusterCmd::Status { .. } => ("status", vec![]),
-    };
     let reply = node
-        .rpc_call(target_atom, MODULE, function, args, Some(CTL_TIMEOUT))
+        .rpc_call(target_atom, module, function, args, Some(CTL_TIMEOUT))
         .await;
     node.disconnect(target_atom);
     drop(running);
-    let failed = |what: &str| {
-        Err(format!(
-            "Failed to {what}: {}",
-            format_term(&error_reason(&reply))
-        ))
-    };
-    match cmd {
-        ClusterCmd::Join(_) if reply.is_atom("ok") => Ok("Join the cluster successfully.".into()),
-        ClusterCmd::Join(_) => failed("join the cluster"),
-        ClusterCmd::Leave if reply.is_atom("ok") => Ok("Leave the cluster successfully.".into()),
-        ClusterCmd::Leave => failed("leave the cluster"),
-        ClusterCmd::ForceLeave(_) if reply.is_atom("ok") => {
-            Ok("Remove the node from cluster successfully.".into())
-        }
-        ClusterCmd::ForceLeave(_) => failed("remove the node from cluster"),
-        ClusterCmd::Status { .. } if reply.as_list().is_none() => failed("get cluster status"),
-        ClusterCmd::Status { json: true } => Ok(status_json(&reply)),
-        ClusterCmd::Status { json: false } => {
-            Ok(format!("Cluster status: {}", format_term(&reply)))
-        }
-    }
+    Ok(reply)
 }
 
 /// `{error, R}` gives `R`; anything else (`{badrpc, R}`) is shown whole.

@@ -201,12 +201,11 @@ impl Task {
                     retain_handling: options.retain_handling as u8,
                     subscription_id: None,
                 };
-                if let Err(e) = broker
-                    .inner
-                    .subs
-                    .write()
-                    .subscribe(&subscription, key, opts)
-                {
+                let subscribed = {
+                    let mut subs = broker.inner.subs.write();
+                    broker.subscribe_in(&mut subs, &subscription, key, opts)
+                };
+                if let Err(e) = subscribed {
                     tracing::warn!(%filter, "subscribe: {e}");
                 }
                 if send_retained && subscription.group.is_none() {
@@ -224,7 +223,8 @@ impl Task {
                         client,
                         filter: filter.as_str().into(),
                     };
-                    broker.inner.subs.write().unsubscribe(&subscription, &key);
+                    let mut subs = broker.inner.subs.write();
+                    broker.unsubscribe_in(&mut subs, &subscription, &key);
                 }
             }
             Action::Publish(m) => {

@@ -10,12 +10,13 @@
 //! (client id → live connection or stored offline session) is one short-held mutex, as EMQX 4's
 //! `emqx_cm` registry is one ETS table.
 
+mod cluster;
 mod conn;
 mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -29,6 +30,7 @@ use crate::mqtt::sys::SysTopics;
 use crate::mqtt::transport::{Listener, ListenerConfig, TransportError};
 use crate::router::{ReadMostly, ShareStrategy, SubscriptionTable};
 
+pub use cluster::{from_cluster, to_cluster};
 pub use store::SessionEntry;
 
 /// A route's subscriber: the session (by client id) and the filter exactly as it wrote it,
@@ -117,6 +119,8 @@ struct Shared {
     wills: Mutex<HashMap<Arc<str>, AbortHandle>>,
     metrics: Metrics,
     started: Instant,
+    /// The cluster router, once attached (`cluster.rs`).
+    cluster: OnceLock<crate::router::cluster::ClusterRouter>,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
@@ -138,6 +142,7 @@ impl Broker {
                 wills: Mutex::new(HashMap::new()),
                 metrics: Metrics::new(),
                 started: Instant::now(),
+                cluster: OnceLock::new(),
             }),
         };
         if let Some(every) = config.sys_interval {
@@ -195,9 +200,16 @@ impl Broker {
         Ok(addr)
     }
 
-    /// Routes `msg` to every matching subscription: live sessions through their channel,
-    /// stored ones into their offline queue.
+    /// Routes `msg` to every matching subscription on this node and forwards it to the other
+    /// nodes with a matching route (when in a cluster).
     pub fn route(&self, msg: &Arc<Message>) {
+        self.route_local(msg);
+        self.forward(msg);
+    }
+
+    /// Routes `msg` to every matching subscription on this node: live sessions through their
+    /// channel, stored ones into their offline queue.
+    pub fn route_local(&self, msg: &Arc<Message>) {
         let mut targets: Vec<(SubKey, bool)> = Vec::new();
         {
             let subs = self.inner.subs.read();

@@ -157,7 +157,7 @@ impl Broker {
                 client: client.clone(),
                 filter: filter.as_str().into(),
             };
-            subs.unsubscribe(&entry.subscription, &key);
+            self.unsubscribe_in(&mut subs, &entry.subscription, &key);
         }
     }
 }

@@ -12,6 +12,7 @@
 //! EMQX 4 does the same with Mnesia (`emqx_router` adds `#route{}` records, `emqx_broker`
 //! forwards by `emqx_rpc`); riding on pg lets a stock BEAM node take part with nothing installed.
 mod broker_process;
+pub mod ctl;
 mod forward;
 mod functions;
 mod local;
