@@ -60,6 +60,7 @@ impl Beamq {
         let child = Command::new(BIN)
             .args(["start", "--name", name, "--cookie", COOKIE, "--mqtt-port"])
             .arg(mqtt.to_string())
+            .args(["--ws-port", "off"])
             .arg("--data-dir")
             .arg(dir)
             .env_remove("WITH_EPMD")
