@@ -59,18 +59,21 @@ struct PeerLink {
 }
 
 impl PeerLink {
-    fn push(&self, node: Atom, s: RemoteSignal) {
+    /// Queues `s`; false when it was dropped (queue full, connection closing).
+    fn push(&self, node: Atom, s: RemoteSignal) -> bool {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAP {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(
                 node = node.as_str(),
                 "connection queue full; signal dropped"
             );
-            return;
+            return false;
         }
         if self.tx.send(s).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
         }
+        true
     }
 }
 
@@ -124,7 +127,9 @@ impl Peers {
     pub(super) fn route(&self, node: &Node, o: Outgoing) {
         let mut g = self.lock();
         match g.map.get_mut(&o.node) {
-            Some(PeerState::Up(link)) => link.push(o.node, o.signal),
+            Some(PeerState::Up(link)) => {
+                link.push(o.node, o.signal);
+            }
             Some(PeerState::Connecting { pending, .. }) => {
                 if pending.len() < PENDING_CAP {
                     pending.push_back(o.signal);
@@ -138,6 +143,15 @@ impl Peers {
                 self.start_connect(&mut g, node, o.node, pending, Vec::new());
             }
             None => {}
+        }
+    }
+
+    /// Queues `o` on its node's connection only while that connection is up (no
+    /// auto-connect); false when it is not up or the signal was dropped.
+    pub(super) fn route_if_up(&self, o: Outgoing) -> bool {
+        match self.lock().map.get(&o.node) {
+            Some(PeerState::Up(link)) => link.push(o.node, o.signal),
+            _ => false,
         }
     }
 

@@ -12,7 +12,7 @@ use super::functions::Functions;
 use super::mailbox::{mailbox, DEFAULT_MAILBOX_CAP};
 use super::peers::Peers;
 use super::process::Process;
-use super::signal::{MonitorTarget, Outgoing};
+use super::signal::{MonitorTarget, Outgoing, RemoteSignal};
 use super::table::{RegisterError, Table};
 use crate::dist::etf::{Atom, Pid, Reference, Term};
 
@@ -217,6 +217,20 @@ impl Node {
     /// Sends one signal to a peer (auto-connecting for sends, links and monitors).
     pub(super) fn route(&self, o: Outgoing) {
         self.inner.peers.route(self, o);
+    }
+
+    /// Sends `msg` from local `from` to the remote `to` only if `to`'s node is connected now
+    /// (`erlang:send(To, Msg, [noconnect])`); false when it is not, or when the connection's
+    /// queue is full: the message was dropped, and the caller may count it.
+    pub fn send_if_connected(&self, from: Pid, to: Pid, msg: Term) -> bool {
+        self.inner.peers.route_if_up(Outgoing {
+            node: to.node,
+            signal: RemoteSignal::Send {
+                from: Some(from),
+                to,
+                msg,
+            },
+        })
     }
 
     /// `erlang:whereis/1`.

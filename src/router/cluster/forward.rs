@@ -5,8 +5,9 @@
 //!
 //! Order per (publisher, destination node) holds because every send to a node goes through
 //! that node's one dist connection queue, pushed here in publish order. A destination whose
-//! node is not connected is gone: counted as dropped, logged, never retried (its routes leave
-//! the table when pg sees the node down).
+//! node is not connected is gone, and a full connection queue refuses: both are counted as
+//! dropped and logged, never retried (a gone node's routes leave the table when pg sees it
+//! down). Sending never connects: the route table only holds members of connected nodes.
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +17,6 @@ use super::message::{ClusterMessage, Dispatch};
 use super::table::MemberId;
 use super::ClusterRouter;
 use crate::dist::etf::Pid;
-use crate::node::Dest;
 
 /// `messages.forward`, `messages.forward.received`, `messages.forward.dropped`.
 #[derive(Debug, Default)]
@@ -109,21 +109,21 @@ impl ClusterRouter {
         );
         let mut sent = 0;
         for &pid in pids {
-            if !inner.node.is_connected(pid.node) {
-                let n = inner.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        node = pid.node.as_str(),
-                        dropped = n,
-                        "forward to a node that is gone; dropped"
-                    );
-                }
+            if inner
+                .node
+                .send_if_connected(inner.broker, pid, term.clone())
+            {
+                sent += 1;
                 continue;
             }
-            inner
-                .node
-                .send_from(Some(inner.broker), Dest::Pid(pid), term.clone());
-            sent += 1;
+            let n = inner.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    node = pid.node.as_str(),
+                    dropped = n,
+                    "forward to a node that is gone (or whose queue is full); dropped"
+                );
+            }
         }
         inner
             .stats

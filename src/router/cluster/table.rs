@@ -117,6 +117,9 @@ impl ClusterRoutes {
 
     /// `pids` joined `group` (once per pid occurrence, as pg counts).
     pub fn join(&mut self, group: &Term, pids: &[Pid]) {
+        if pids.is_empty() {
+            return;
+        }
         let Some(filter) = group_filter(group) else {
             self.ignored += 1;
             tracing::debug!(?group, "route group that is not a topic filter; ignored");
@@ -142,6 +145,10 @@ impl ClusterRoutes {
 
     /// `pids` left `group` (or went down).
     pub fn leave(&mut self, group: &Term, pids: &[Pid]) {
+        // A peer's sync reports a new group as a leave of no pids, then the join.
+        if pids.is_empty() {
+            return;
+        }
         let Some(filter) = group_filter(group) else {
             return;
         };

@@ -86,3 +86,51 @@ async fn local_routes_round_trip_through_pg() {
     assert_eq!(id.len(), 16);
     assert_ne!(router.message_id(), id);
 }
+
+#[tokio::test]
+async fn a_forward_to_a_node_that_is_gone_is_counted_not_sent() {
+    let node = Node::new(Atom::new("r2@127.0.0.1"), 1);
+    Scope::start(&node, Atom::new(ROUTE_SCOPE)).unwrap();
+    let router = ClusterRouter::start(&node).unwrap();
+    let gone = Pid {
+        node: Atom::new("gone@127.0.0.1"),
+        id: 7,
+        serial: 0,
+        creation: 1,
+    };
+    {
+        let mut t = router.routes().write();
+        t.join(&Term::binary(b"t/#"), &[gone]);
+        t.join(&Term::binary(b"t/+"), &[gone]);
+        router
+            .inner
+            .remote
+            .store(t.remote_members(), std::sync::atomic::Ordering::Release);
+    }
+    assert!(router.has_remote_routes());
+    assert_eq!(router.destinations("t/a"), vec![gone], "one per member pid");
+    let mut built = 0;
+    let sent = router.forward("t/a", || {
+        built += 1;
+        ClusterMessage {
+            id: router.message_id(),
+            qos: 0,
+            from: Publisher::Atom(Atom::new("test")),
+            flags: Flags::default(),
+            headers: Headers::default(),
+            topic: bytes::Bytes::from_static(b"t/a"),
+            payload: bytes::Bytes::new(),
+            timestamp: 0,
+        }
+    });
+    assert_eq!((sent, built), (0, 1));
+    assert_eq!(
+        router.stats(),
+        StatsSnapshot {
+            forward: 0,
+            forward_received: 0,
+            forward_dropped: 1
+        }
+    );
+    assert_eq!(router.forward("u", || unreachable!("no route")), 0);
+}
