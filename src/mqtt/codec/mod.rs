@@ -15,6 +15,7 @@ mod disconnect;
 mod error;
 mod header;
 pub mod properties;
+mod property_writer;
 mod publish;
 mod reason;
 mod suback;
@@ -27,6 +28,8 @@ pub mod wire;
 mod tests;
 #[cfg(test)]
 mod tests_rumqttc;
+#[cfg(test)]
+mod tests_properties;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -37,7 +40,7 @@ pub use connect::{Connect, LastWill};
 pub use disconnect::Disconnect;
 pub use error::{CodecError, Result};
 pub use header::{check, FixedHeader, PacketType};
-pub use properties::{Properties, PropertyContext};
+pub use properties::{Properties, PropertyContext, PropertyValues};
 pub use publish::Publish;
 pub use reason::{ReasonCode, ReasonContext};
 pub use suback::SubAck;

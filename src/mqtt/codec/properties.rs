@@ -8,9 +8,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{CodecError, Result};
+use super::property_writer::Encoder;
 use super::wire::{
     read_binary, read_string, read_u16, read_u32, read_u8, read_varint, varint_len, write_varint,
-    MqttString, VARINT_MAX,
+    MqttString,
 };
 use super::QoS;
 
@@ -74,7 +75,7 @@ pub enum PropertyContext {
 }
 
 impl PropertyContext {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             PropertyContext::Connect => "CONNECT",
             PropertyContext::Will => "Will Properties",
@@ -128,10 +129,59 @@ impl PropertyContext {
     }
 }
 
+/// A packet's MQTT 5 properties: a pointer-sized handle that allocates only when a property
+/// is set. Most packets (every 3.1.1 packet, most v5 PUBLISHes) carry none, and holding the
+/// ~430 bytes of [`PropertyValues`] inline made every `Publish` ~500 bytes to initialise and
+/// move through the decode and delivery layers (BENCHMARKS.md, "MQTT codec"). Reads go
+/// through `Deref` (an absent list reads as all-`None`); the first write through `DerefMut`
+/// allocates.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+/// The absent property list every empty [`Properties`] reads as.
+static NO_PROPERTIES: PropertyValues = PropertyValues::EMPTY;
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyValues;
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    fn from(v: PropertyValues) -> Properties {
+        if v == PropertyValues::EMPTY {
+            Properties(None)
+        } else {
+            Properties(Some(Box::new(v)))
+        }
+    }
+}
+
 /// Every MQTT 5 property; `None`/empty means absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
-pub struct Properties {
+pub struct PropertyValues {
     pub payload_format_indicator: Option<bool>,
     pub message_expiry_interval: Option<u32>,
     pub content_type: Option<MqttString>,
@@ -186,20 +236,57 @@ fn nonzero_u16(pid: u8, v: u16) -> Result<u16> {
     Ok(v)
 }
 
+impl PropertyValues {
+    /// No property set.
+    pub const EMPTY: PropertyValues = PropertyValues {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
+}
+
 impl Properties {
     /// True when no property is set (what a 3.1.1 peer can be sent without loss).
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        self.0.as_deref().is_none_or(|v| *v == PropertyValues::EMPTY)
     }
 
-    /// Reads a Property Length and the properties it covers, validated for `ctx`.
+    /// Reads a Property Length and the properties it covers, validated for `ctx`. An empty
+    /// list (the common case) allocates nothing.
     pub fn read(buf: &mut Bytes, ctx: PropertyContext) -> Result<Properties> {
         let len = read_varint(buf)? as usize;
         if buf.len() < len {
             return Err(CodecError::Truncated);
         }
+        if len == 0 {
+            return Ok(Properties(None));
+        }
         let mut props = buf.split_to(len);
-        let mut p = Properties::default();
+        let mut p = Box::<PropertyValues>::default();
         while !props.is_empty() {
             let raw = read_varint(&mut props)?;
             let pid = u8::try_from(raw).map_err(|_| CodecError::Malformed("property id"))?;
@@ -214,9 +301,37 @@ impl Properties {
             }
             p.read_one(pid, &mut props, ctx)?;
         }
-        Ok(p)
+        Ok(Properties(Some(p)))
     }
 
+    /// Length of the property list without its length prefix; fails if a set property is not
+    /// allowed in `ctx`.
+    pub fn body_len(&self, ctx: PropertyContext) -> Result<usize> {
+        match self.0.as_deref() {
+            None => Ok(0),
+            Some(v) => v.body_len(ctx),
+        }
+    }
+
+    /// Length including the Property Length prefix.
+    pub fn wire_len(&self, ctx: PropertyContext) -> Result<usize> {
+        let n = self.body_len(ctx)?;
+        Ok(varint_len(n) + n)
+    }
+
+    /// Writes the Property Length and the properties.
+    pub fn write(&self, out: &mut BytesMut, ctx: PropertyContext) -> Result<()> {
+        match self.0.as_deref() {
+            None => {
+                out.put_u8(0);
+                Ok(())
+            }
+            Some(v) => v.write(out, ctx),
+        }
+    }
+}
+
+impl PropertyValues {
     fn read_one(&mut self, pid: u8, b: &mut Bytes, ctx: PropertyContext) -> Result<()> {
         match pid {
             id::PAYLOAD_FORMAT_INDICATOR => {
@@ -433,82 +548,4 @@ impl Properties {
 
 fn is_known(pid: u8) -> bool {
     matches!(pid, 0x01..=0x03 | 0x08 | 0x09 | 0x0B | 0x11..=0x13 | 0x15..=0x1A | 0x1C | 0x1F | 0x21..=0x2A)
-}
-
-/// Counts (and, with an output, writes) properties in one pass over the fields, so the length
-/// and the bytes cannot disagree.
-struct Encoder<'a> {
-    out: Option<&'a mut BytesMut>,
-    len: usize,
-    ctx: PropertyContext,
-}
-
-impl Encoder<'_> {
-    fn start(&mut self, pid: u8, value_len: usize) -> Result<Option<&mut BytesMut>> {
-        if !self.ctx.allows(pid) {
-            return Err(CodecError::PropertyNotAllowed {
-                id: pid,
-                context: self.ctx.name(),
-            });
-        }
-        self.len += 1 + value_len;
-        let out = self.out.as_deref_mut();
-        if let Some(o) = out {
-            o.put_u8(pid);
-            return Ok(Some(o));
-        }
-        Ok(None)
-    }
-
-    fn byte(&mut self, pid: u8, v: u8) -> Result<()> {
-        if let Some(o) = self.start(pid, 1)? {
-            o.put_u8(v);
-        }
-        Ok(())
-    }
-
-    fn u16(&mut self, pid: u8, v: u16) -> Result<()> {
-        if let Some(o) = self.start(pid, 2)? {
-            o.put_u16(v);
-        }
-        Ok(())
-    }
-
-    fn u32(&mut self, pid: u8, v: u32) -> Result<()> {
-        if let Some(o) = self.start(pid, 4)? {
-            o.put_u32(v);
-        }
-        Ok(())
-    }
-
-    fn varint(&mut self, pid: u8, v: u32) -> Result<()> {
-        if v == 0 || v > VARINT_MAX {
-            return Err(CodecError::InvalidPropertyValue(pid));
-        }
-        if let Some(o) = self.start(pid, varint_len(v as usize))? {
-            write_varint(o, v as usize)?;
-        }
-        Ok(())
-    }
-
-    fn bin(&mut self, pid: u8, v: &[u8]) -> Result<()> {
-        let n = u16::try_from(v.len()).map_err(|_| CodecError::TooLongToEncode("property"))?;
-        if let Some(o) = self.start(pid, 2 + v.len())? {
-            o.put_u16(n);
-            o.put_slice(v);
-        }
-        Ok(())
-    }
-
-    fn pair(&mut self, pid: u8, k: &[u8], v: &[u8]) -> Result<()> {
-        let kn = u16::try_from(k.len()).map_err(|_| CodecError::TooLongToEncode("property"))?;
-        let vn = u16::try_from(v.len()).map_err(|_| CodecError::TooLongToEncode("property"))?;
-        if let Some(o) = self.start(pid, 4 + k.len() + v.len())? {
-            o.put_u16(kn);
-            o.put_slice(k);
-            o.put_u16(vn);
-            o.put_slice(v);
-        }
-        Ok(())
-    }
 }

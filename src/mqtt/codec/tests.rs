@@ -457,7 +457,7 @@ fn arb_properties(ctx: PropertyContext) -> impl Strategy<Value = Properties> {
     );
     let c = (opt(any::<bool>()), opt(any::<bool>()), opt(any::<bool>()));
     (a, b, c).prop_map(move |(a, b, c)| {
-        let mut p = Properties {
+        let mut p: Properties = PropertyValues {
             payload_format_indicator: a.0,
             message_expiry_interval: a.1,
             content_type: a.2,
@@ -485,7 +485,8 @@ fn arb_properties(ctx: PropertyContext) -> impl Strategy<Value = Properties> {
             wildcard_subscription_available: c.0,
             subscription_identifier_available: c.1,
             shared_subscription_available: c.2,
-        };
+        }
+        .into();
         restrict(&mut p, ctx);
         p
     })

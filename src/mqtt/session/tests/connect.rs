@@ -1,7 +1,7 @@
 //! CONNECT validation, keep alive, timeouts, Will, takeover and closing.
 
 use super::*;
-use crate::mqtt::codec::{CodecError, Disconnect, LastWill};
+use crate::mqtt::codec::{CodecError, Disconnect, LastWill, PropertyValues};
 
 #[test]
 fn v311_connect_gets_connack_and_open_session_carries_the_client() {
@@ -243,11 +243,12 @@ fn will_delay_is_capped_by_session_expiry() {
     let mut h = Harness::new(SessionConfig::default());
     let mut c = connect_packet(ProtocolVersion::V5, "c", false, 0);
     c.properties.session_expiry_interval = Some(30);
-    let props = Properties {
+    let props: Properties = PropertyValues {
         will_delay_interval: Some(120),
         message_expiry_interval: Some(10),
         ..Default::default()
-    };
+    }
+    .into();
     c.will = Some(LastWill {
         topic: s("w"),
         payload: Bytes::new(),
