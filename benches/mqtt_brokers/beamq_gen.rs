@@ -60,7 +60,8 @@ impl Gen {
 
     /// Waits for the child to exit and returns its last summary line.
     fn summary(&mut self, until: Instant) -> Option<String> {
-        self.wait_for(until, |l| l.contains("summary:")).map(|(_, l)| l)
+        self.wait_for(until, |l| l.contains("summary:"))
+            .map(|(_, l)| l)
     }
 }
 
@@ -90,8 +91,9 @@ pub fn duration_field(line: &str, key: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|v| v * scale)
 }
 
-fn common(port: u16, clients: usize, prefix: &str) -> Vec<String> {
+fn common(mode: &str, port: u16, clients: usize, prefix: &str) -> Vec<String> {
     vec![
+        mode.into(),
         "-h".into(),
         "127.0.0.1".into(),
         "-p".into(),
@@ -109,7 +111,7 @@ fn common(port: u16, clients: usize, prefix: &str) -> Vec<String> {
 /// `warmup + seconds`; the rate is measured by the subscriber side over the last `seconds`.
 pub fn run_messages(beamq: &Path, port: u16, case: &Case, seconds: u64) -> Result<Outcome, String> {
     let total = seconds + 2;
-    let mut sub_args = common(port, case.subs, "bs");
+    let mut sub_args = common("sub", port, case.subs, "bs");
     sub_args.extend([
         "-t".into(),
         case.sub_topic.into(),
@@ -124,7 +126,7 @@ pub fn run_messages(beamq: &Path, port: u16, case: &Case, seconds: u64) -> Resul
         field(l, "subscribed") == Some(subs)
     })
     .ok_or("subscribers did not all subscribe")?;
-    let mut pub_args = common(port, case.pubs, "bp");
+    let mut pub_args = common("pub", port, case.pubs, "bp");
     pub_args.extend([
         "-t".into(),
         case.pub_topic.into(),
@@ -134,6 +136,8 @@ pub fn run_messages(beamq: &Path, port: u16, case: &Case, seconds: u64) -> Resul
         case.size.to_string(),
         "-I".into(),
         case.interval_ms.to_string(),
+        "-F".into(),
+        "100".into(),
         "--duration".into(),
         total.to_string(),
     ]);
@@ -173,7 +177,7 @@ pub fn run_messages(beamq: &Path, port: u16, case: &Case, seconds: u64) -> Resul
 
 /// Opens `n` connections as fast as 64 at a time allow; connections per second.
 pub fn run_connect(beamq: &Path, port: u16, n: usize) -> Result<f64, String> {
-    let mut args = common(port, n, "bc");
+    let mut args = common("conn", port, n, "bc");
     args.extend(["--concurrency".into(), "64".into()]);
     let mut g = Gen::spawn(beamq, &args)?;
     let s = g
@@ -195,7 +199,7 @@ pub fn hold_idle<T>(
     n: usize,
     measure: impl FnOnce() -> T,
 ) -> Result<T, String> {
-    let mut args = common(port, n, "bi");
+    let mut args = common("conn", port, n, "bi");
     args.extend([
         "--concurrency".into(),
         "64".into(),

@@ -69,20 +69,22 @@ fn parse_opts() -> Result<Opts, String> {
 }
 
 fn binaries() -> Result<Binaries, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let beamq = root.join("target/release/beamq");
+    // Cargo builds the `beamq` binary with the bench, in the same profile.
+    let beamq = PathBuf::from(env!("CARGO_BIN_EXE_beamq"));
     Ok(Binaries {
         mosquitto: peers::find("MOSQUITTO", &["/usr/sbin/mosquitto"]).ok_or("no mosquitto")?,
         rumqttd: peers::find("RUMQTTD", &["/work/tools/rumqttd/bin/rumqttd"])
             .ok_or("no rumqttd: cargo install rumqttd --version 0.20.0 --root /work/tools/rumqttd, or RUMQTTD=path")?,
         beamq: peers::find("BEAMQ", &[beamq.to_str().unwrap_or_default()])
-            .ok_or("no target/release/beamq: cargo build --release")?,
+            .ok_or("no beamq binary")?,
     })
 }
 
 /// Broker order of round `r`: rotated so each broker goes first equally often.
 fn order(r: usize) -> Vec<Kind> {
-    (0..KINDS.len()).map(|k| KINDS[(k + r) % KINDS.len()]).collect()
+    (0..KINDS.len())
+        .map(|k| KINDS[(k + r) % KINDS.len()])
+        .collect()
 }
 
 fn run_messages(
@@ -125,7 +127,10 @@ fn log_round(case: &str, gen: &str, kind: Kind, r: usize, res: &Result<Outcome, 
             out.p50_us.map(|v| v as u64),
             out.p99_us.map(|v| v as u64),
         ),
-        Err(e) => eprintln!("{case:<22} {gen:<12} {:<10} round {r}: FAILED {e}", kind.name()),
+        Err(e) => eprintln!(
+            "{case:<22} {gen:<12} {:<10} round {r}: FAILED {e}",
+            kind.name()
+        ),
     }
 }
 
@@ -209,7 +214,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mqtt_brokers: {e}");

@@ -79,8 +79,7 @@ impl Table {
                 .find_map(|l| l.strip_prefix("model name"))
                 .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
                 .unwrap_or_default();
-            self.machine
-                .push(format!("nproc {cpus}, CPU \"{model}\""));
+            self.machine.push(format!("nproc {cpus}, CPU \"{model}\""));
         }
         let (l1, l5) = load_average();
         self.machine
@@ -110,7 +109,13 @@ impl Table {
         self.idle.push((n, kind, before, with));
     }
 
-    fn values(&self, case: &str, gen: &str, kind: Kind, f: fn(&Outcome) -> Option<f64>) -> Vec<f64> {
+    fn values(
+        &self,
+        case: &str,
+        gen: &str,
+        kind: Kind,
+        f: fn(&Outcome) -> Option<f64>,
+    ) -> Vec<f64> {
         self.rows
             .iter()
             .filter(|r| r.case == case && r.gen == gen && r.kind == kind)
@@ -119,7 +124,13 @@ impl Table {
     }
 
     /// Median over rounds of beamq's value divided by `peer`'s value of the same round.
-    fn round_ratio(&self, case: &str, gen: &str, peer: Kind, f: fn(&Outcome) -> Option<f64>) -> Option<f64> {
+    fn round_ratio(
+        &self,
+        case: &str,
+        gen: &str,
+        peer: Kind,
+        f: fn(&Outcome) -> Option<f64>,
+    ) -> Option<f64> {
         let of = |kind: Kind, round: usize| {
             self.rows
                 .iter()

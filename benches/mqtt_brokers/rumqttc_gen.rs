@@ -152,9 +152,7 @@ pub async fn run_messages(port: u16, case: &Case, seconds: u64) -> Result<Outcom
     let rate = (n1 - n0) as f64 / t1.duration_since(t0).as_secs_f64();
     let mut lat = c.latencies_us.lock().map(|v| v.clone()).unwrap_or_default();
     lat.sort_unstable();
-    let pct = |q: f64| {
-        (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * q) as usize] as f64)
-    };
+    let pct = |q: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * q) as usize] as f64);
     Ok(Outcome {
         rate,
         p50_us: pct(0.50),
@@ -171,7 +169,11 @@ pub async fn run_connect(port: u16, n: usize) -> Result<f64, String> {
     let tag = std::process::id();
     let start = Instant::now();
     for i in 0..n {
-        let permit = gate.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let up = up.clone();
         tasks.spawn(async move {
             let (_client, mut el) = AsyncClient::new(options(format!("rc_{tag}_{i}"), port), 4);

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{Broker, Shared, SubKey};
-use crate::mqtt::codec::{MqttString, Properties, QoS};
+use crate::mqtt::codec::{MqttString, Properties, PropertyValues, QoS};
 use crate::mqtt::session::Message;
 use crate::router::cluster::{
     ClusterMessage, ClusterRouter, Dispatch, Flags, Headers, LocalSink, MessageProperties,
@@ -44,7 +44,7 @@ fn string_in(b: &Option<Bytes>) -> Option<MqttString> {
 }
 
 fn properties_in(p: &MessageProperties, now: Instant) -> (Properties, Option<Instant>) {
-    let props = Properties {
+    let props: Properties = PropertyValues {
         payload_format_indicator: p.payload_format_indicator.map(|v| v == 1),
         content_type: string_in(&p.content_type),
         response_topic: string_in(&p.response_topic),
@@ -59,8 +59,9 @@ fn properties_in(p: &MessageProperties, now: Instant) -> (Properties, Option<Ins
                 ))
             })
             .collect(),
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    }
+    .into();
     let expires = p
         .message_expiry_interval
         .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
@@ -204,14 +205,15 @@ mod tests {
             qos: QoS::ExactlyOnce,
             retain: true,
             publisher: s("pub-1"),
-            properties: Properties {
+            properties: PropertyValues {
                 payload_format_indicator: Some(true),
                 content_type: Some(s("text/plain")),
                 response_topic: Some(s("r")),
                 correlation_data: Some(Bytes::from_static(b"c")),
                 user_properties: vec![(s("k"), s("v"))],
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }
+            .into(),
             expires_at: Some(now + std::time::Duration::from_millis(9500)),
         };
         let c = to_cluster(&msg, Bytes::from_static(b"id"), now, SystemTime::now());

@@ -229,7 +229,7 @@ impl Task {
             }
             Action::Publish(m) => {
                 let _ = broker.inner.metrics.messages_received.inc();
-                broker.route(&m);
+                broker.route_publish(&m).await;
             }
             Action::Retain(m) => broker.retain(&m),
             Action::Will { message, delay } => {

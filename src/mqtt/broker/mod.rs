@@ -5,8 +5,10 @@
 //! [`Transport`](crate::mqtt::transport::Transport). There is no central broker task: the
 //! publish path reads the subscription table through the router's [`ReadMostly`] lock (writers
 //! are subscribes), then hands each delivery to the subscriber's bounded channel with
-//! `try_send`. A full channel (slow consumer) drops QoS 0 and disconnects the subscriber for
-//! QoS 1/2, counting `messages_dropped`; memory per connection stays bounded. The session store
+//! `try_send`. A full channel (slow consumer) drops QoS 0; for QoS 1/2 a publishing client's
+//! task waits for room up to [`SLOW_CONSUMER_GRACE`] (backpressure: it stops reading its socket,
+//! so the publisher slows to the subscriber's pace, as TCP would), then disconnects the
+//! subscriber, counting `messages_dropped`; memory per connection stays bounded. The session store
 //! (client id → live connection or stored offline session) is one short-held mutex, as EMQX 4's
 //! `emqx_cm` registry is one ETS table.
 
@@ -56,6 +58,28 @@ pub enum ToConn {
     Deliver(Delivery),
     /// Another connection opened this client id: close and hand the session back.
     Takeover(tokio::sync::oneshot::Sender<Handover>),
+}
+
+/// How long a publisher waits for room in a subscriber's full channel (QoS 1/2) before that
+/// subscriber is disconnected as a slow consumer.
+pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
+
+/// A QoS 1/2 delivery that found its subscriber's channel full.
+struct Blocked {
+    tx: mpsc::Sender<ToConn>,
+    kick: Arc<tokio::sync::Notify>,
+    client: Arc<str>,
+    delivery: Delivery,
+}
+
+impl Blocked {
+    /// The subscriber did not make room: drop the delivery and disconnect it.
+    fn give_up(self, broker: &Broker) {
+        let _ = broker.inner.metrics.messages_dropped.inc();
+        tracing::warn!(client = %self.client, "slow consumer: disconnecting");
+        self.kick.notify_one();
+        drop(self.delivery);
+    }
 }
 
 /// Broker-wide settings.
@@ -208,8 +232,46 @@ impl Broker {
     }
 
     /// Routes `msg` to every matching subscription on this node: live sessions through their
-    /// channel, stored ones into their offline queue.
+    /// channel, stored ones into their offline queue. A QoS 1/2 delivery that finds a full
+    /// channel disconnects that subscriber (a client's PUBLISH uses [`Broker::route_publish`],
+    /// which waits first).
     pub fn route_local(&self, msg: &Arc<Message>) {
+        for blocked in self.route_nowait(msg) {
+            blocked.give_up(self);
+        }
+    }
+
+    /// [`Broker::route`] for a client's PUBLISH: a QoS 1/2 delivery that finds a full channel
+    /// is awaited for up to [`SLOW_CONSUMER_GRACE`] (holding up only this publisher) before the
+    /// subscriber is disconnected.
+    pub async fn route_publish(&self, msg: &Arc<Message>) {
+        let blocked = self.route_nowait(msg);
+        self.forward(msg);
+        for blocked in blocked {
+            let Blocked {
+                tx,
+                kick,
+                client,
+                delivery,
+            } = blocked;
+            let sent = tx
+                .send_timeout(ToConn::Deliver(delivery), SLOW_CONSUMER_GRACE)
+                .await;
+            if let Err(mpsc::error::SendTimeoutError::Timeout(ToConn::Deliver(delivery))) = sent {
+                Blocked {
+                    tx,
+                    kick,
+                    client,
+                    delivery,
+                }
+                .give_up(self);
+            }
+        }
+    }
+
+    /// Delivers what fits at once; returns the QoS 1/2 deliveries whose channel was full.
+    fn route_nowait(&self, msg: &Arc<Message>) -> Vec<Blocked> {
+        let mut blocked = Vec::new();
         let mut targets: Vec<(SubKey, bool)> = Vec::new();
         {
             let subs = self.inner.subs.read();
@@ -219,7 +281,7 @@ impl Broker {
             });
         }
         if targets.is_empty() {
-            return;
+            return blocked;
         }
         let now = Instant::now();
         let mut sessions = lock(&self.inner.sessions);
@@ -240,10 +302,15 @@ impl Broker {
                     match tx.try_send(ToConn::Deliver(d)) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(ToConn::Deliver(d))) => {
-                            let _ = self.inner.metrics.messages_dropped.inc();
-                            if d.message.qos != QoS::AtMostOnce {
-                                tracing::warn!(client = %key.client, "slow consumer: disconnecting");
-                                kick.notify_one();
+                            if d.message.qos == QoS::AtMostOnce {
+                                let _ = self.inner.metrics.messages_dropped.inc();
+                            } else {
+                                blocked.push(Blocked {
+                                    tx: tx.clone(),
+                                    kick: kick.clone(),
+                                    client: key.client.clone(),
+                                    delivery: d,
+                                });
                             }
                         }
                         Err(_) => {
@@ -257,6 +324,7 @@ impl Broker {
                 None => {}
             }
         }
+        blocked
     }
 
     /// Sets or clears (empty payload) the retained message of `msg.topic`.

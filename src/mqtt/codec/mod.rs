@@ -27,9 +27,9 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_rumqttc;
-#[cfg(test)]
 mod tests_properties;
+#[cfg(test)]
+mod tests_rumqttc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -272,7 +272,9 @@ impl PropertyValues {
 impl Properties {
     /// True when no property is set (what a 3.1.1 peer can be sent without loss).
     pub fn is_empty(&self) -> bool {
-        self.0.as_deref().is_none_or(|v| *v == PropertyValues::EMPTY)
+        self.0
+            .as_deref()
+            .is_none_or(|v| *v == PropertyValues::EMPTY)
     }
 
     /// Reads a Property Length and the properties it covers, validated for `ctx`. An empty

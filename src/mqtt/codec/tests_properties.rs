@@ -16,7 +16,10 @@ fn absent_properties_read_as_none_and_decode_without_a_box() {
     assert!(d.is_empty());
     assert_eq!(d, p);
     assert_eq!(&wire[..], &[0xAA]);
-    assert_eq!(std::mem::size_of::<Properties>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Properties>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 #[test]
@@ -29,7 +32,8 @@ fn writes_allocate_and_round_trip() {
     ));
     assert!(!p.is_empty());
     let mut out = BytesMut::new();
-    p.write(&mut out, PropertyContext::Publish).unwrap_or_else(|e| panic!("{e}"));
+    p.write(&mut out, PropertyContext::Publish)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.len(), p.wire_len(PropertyContext::Publish).unwrap_or(0));
     let back = Properties::read(&mut out.freeze(), PropertyContext::Publish)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -41,11 +45,16 @@ fn writes_allocate_and_round_trip() {
     assert_eq!(q, Properties::default());
     assert!(q.is_empty());
     let mut empty = BytesMut::new();
-    q.write(&mut empty, PropertyContext::Publish).unwrap_or_else(|e| panic!("{e}"));
+    q.write(&mut empty, PropertyContext::Publish)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&empty[..], &[0x00]);
 }
 
 #[test]
 fn publish_is_small() {
-    assert!(std::mem::size_of::<Publish>() <= 96, "{}", std::mem::size_of::<Publish>());
+    assert!(
+        std::mem::size_of::<Publish>() <= 96,
+        "{}",
+        std::mem::size_of::<Publish>()
+    );
 }
