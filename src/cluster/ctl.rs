@@ -2,6 +2,7 @@
 //! `beamq_cluster` functions and prints what `emqx_ctl cluster` of EMQX 4 prints
 //! (`apps/emqx_management/src/emqx_mgmt_cli.erl` `cluster/1`).
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::service::MODULE;
@@ -159,7 +160,7 @@ pub async fn call(
         PortMode::Ekka => (ctl_name(&target_name, kind)?, PortMode::Ekka),
         PortMode::Epmd { epmd_port, .. } => (
             NodeName::from_parts(
-                &format!("beamq_ctl_{}", std::process::id()),
+                &format!("beamq_ctl_{}_{}", std::process::id(), next_ctl_serial()),
                 target_name.host(),
                 kind,
             )
@@ -248,4 +249,12 @@ mod tests {
             r#"{"running_nodes":["c1@127.0.0.1","c2@127.0.0.1"],"stopped_nodes":["c3@127.0.0.1"]}"#
         );
     }
+}
+
+/// A serial for epmd-mode ctl node names: one process (`cluster-local`) may start ctl nodes
+/// back to back, and epmd refuses a name whose previous registration has not yet been
+/// dropped (its connection closes asynchronously).
+fn next_ctl_serial() -> u32 {
+    static SERIAL: AtomicU32 = AtomicU32::new(0);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
 }
