@@ -7,6 +7,9 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::beamq::{start_output, write_test_certs, Beamq};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as C5, Packet as P5};
+use rumqttc::v5::mqttbytes::QoS as Q5;
+use rumqttc::v5::{AsyncClient as Client5, ConnectionError, Event as E5, MqttOptions as O5};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use tokio::time::timeout;
 
@@ -233,71 +236,23 @@ async fn auth_and_acl_v311() {
 
 #[tokio::test]
 async fn auth_and_acl_v5() {
-    use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as C5, Packet as P5, SubscribeReasonCode};
-    use rumqttc::v5::mqttbytes::QoS as Q5;
-    use rumqttc::v5::{AsyncClient as Client5, ConnectionError, Event as E5, MqttOptions as O5};
+    use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 
     let dir = tempfile::tempdir().unwrap();
     write_auth_files(dir.path());
     let node = Beamq::start_in(dir, &[], Some(AUTH_CONF), 1);
     let port = node.port("tcp");
 
-    async fn connack(
-        opts: O5,
-    ) -> (
-        Result<(), C5>,
-        Client5,
-        tokio::sync::mpsc::UnboundedReceiver<Result<P5, String>>,
-    ) {
-        let (client, mut el) = Client5::new(opts, 64);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut first = Some(first_tx);
-            loop {
-                match el.poll().await {
-                    Ok(E5::Incoming(P5::ConnAck(_))) => {
-                        if let Some(f) = first.take() {
-                            let _ = f.send(Ok(()));
-                        }
-                    }
-                    Ok(E5::Incoming(p)) => {
-                        if tx.send(Ok(p)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(ConnectionError::ConnectionRefused(code)) => {
-                        if let Some(f) = first.take() {
-                            let _ = f.send(Err(code));
-                        }
-                        return;
-                    }
-                    // rumqttc ends the connection on a refused SUBACK or PUBACK and
-                    // reconnects on the next poll: report it and go on.
-                    Err(e) => {
-                        if tx.send(Err(format!("{e:?}"))).is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
-        let r = timeout(WAIT, first_rx).await.unwrap().unwrap();
-        (r, client, rx)
-    }
-
-    let (r, _, _) = connack(O5::new("anon5", "127.0.0.1", port)).await;
+    let (r, _, _) = v5_connect(O5::new("anon5", "127.0.0.1", port)).await;
     assert_eq!(r, Err(C5::NotAuthorized));
     let mut bad = O5::new("bad5", "127.0.0.1", port);
     bad.set_credentials("alice", "queen");
-    let (r, _, _) = connack(bad).await;
+    let (r, _, _) = v5_connect(bad).await;
     assert_eq!(r, Err(C5::BadUserNamePassword));
 
     let mut good = O5::new("alice-5", "127.0.0.1", port);
     good.set_credentials("alice", "wonderland");
-    let (r, client, mut rx) = connack(good).await;
+    let (r, client, mut rx) = v5_connect(good).await;
     assert_eq!(r, Ok(()));
     async fn next(
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<P5, String>>,
@@ -336,6 +291,54 @@ async fn auth_and_acl_v5() {
         }
     };
     assert_eq!(e, "MqttState(PubAckFail { reason: NotAuthorized })");
+}
+
+/// A rumqttc v5 connection: the CONNACK outcome, the client, and what the event loop
+/// reports after it (packets, or rumqttc's error for a refused SUBACK/PUBACK).
+async fn v5_connect(
+    opts: O5,
+) -> (
+    Result<(), C5>,
+    Client5,
+    tokio::sync::mpsc::UnboundedReceiver<Result<P5, String>>,
+) {
+    let (client, mut el) = Client5::new(opts, 64);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut first = Some(first_tx);
+        loop {
+            match el.poll().await {
+                Ok(E5::Incoming(P5::ConnAck(_))) => {
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Ok(()));
+                    }
+                }
+                Ok(E5::Incoming(p)) => {
+                    if tx.send(Ok(p)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(ConnectionError::ConnectionRefused(code)) => {
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Err(code));
+                    }
+                    return;
+                }
+                // rumqttc ends the connection on a refused SUBACK or PUBACK and
+                // reconnects on the next poll: report it and go on.
+                Err(e) => {
+                    if tx.send(Err(format!("{e:?}"))).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    let r = timeout(WAIT, first_rx).await.unwrap().unwrap();
+    (r, client, rx)
 }
 
 /// TLS (a CA and a server certificate generated now) and plain TCP from one config file;
@@ -397,4 +400,70 @@ async fn tls_listener_from_config() {
         }
     };
     assert_eq!(&p.payload[..], b"from tls");
+}
+
+/// MQTT over WebSocket (`/mqtt`, subprotocol `mqtt`) from the config file: rumqttc 3.1.1 and
+/// 5.0 clients over WebSocket and a TCP client, messages both ways; another path is refused.
+#[tokio::test]
+async fn websocket_listener_from_config() {
+    let conf = "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
+                listeners.ws.default.bind = \"127.0.0.1:0\"\n\
+                listeners.ws.default.websocket.mqtt_path = \"/mqtt\"\n";
+    let node = Beamq::start(&[], Some(conf), 2);
+    let ws = node.port("ws");
+    let url = format!("ws://127.0.0.1:{ws}/mqtt");
+
+    let mut opts = MqttOptions::new("ws-v3", &url, ws);
+    opts.set_transport(rumqttc::Transport::Ws);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (r, ws3, mut ws3_rx) = v3_connect(opts).await;
+    assert_eq!(r, Ok(()));
+    ws3.subscribe("w/#", QoS::AtLeastOnce).await.unwrap();
+    assert!(matches!(next_packet(&mut ws3_rx).await, Packet::SubAck(_)));
+
+    let mut opts = O5::new("ws-v5", &url, ws);
+    opts.set_transport(rumqttc::Transport::Ws);
+    let (r, ws5, mut ws5_rx) = v5_connect(opts).await;
+    assert_eq!(r, Ok(()));
+    ws5.subscribe("back/#", Q5::ExactlyOnce).await.unwrap();
+    assert!(matches!(
+        timeout(WAIT, ws5_rx.recv()).await.unwrap().unwrap(),
+        Ok(P5::SubAck(_))
+    ));
+
+    let mut opts = MqttOptions::new("ws-tcp", "127.0.0.1", node.port("tcp"));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (r, tcp, _tcp_rx) = v3_connect(opts).await;
+    assert_eq!(r, Ok(()));
+    // Large enough to span several WebSocket frames' worth of TCP segments.
+    let big = vec![7u8; 100_000];
+    tcp.publish("w/big", QoS::AtLeastOnce, false, big.clone())
+        .await
+        .unwrap();
+    let p = loop {
+        if let Packet::Publish(p) = next_packet(&mut ws3_rx).await {
+            break p;
+        }
+    };
+    assert_eq!((p.topic.as_str(), p.payload.len()), ("w/big", big.len()));
+    ws3.publish("back/1", QoS::ExactlyOnce, false, "via ws")
+        .await
+        .unwrap();
+    let p = loop {
+        match timeout(WAIT, ws5_rx.recv()).await.unwrap().unwrap() {
+            Ok(P5::Publish(p)) => break p,
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(
+        (&p.topic[..], &p.payload[..], p.qos),
+        (&b"back/1"[..], &b"via ws"[..], Q5::ExactlyOnce)
+    );
+
+    let mut opts = MqttOptions::new("ws-bad-path", format!("ws://127.0.0.1:{ws}/other"), ws);
+    opts.set_transport(rumqttc::Transport::Ws);
+    let (_client, mut el) = AsyncClient::new(opts, 8);
+    let e = timeout(WAIT, el.poll()).await.unwrap().unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("404"), "{e}");
 }

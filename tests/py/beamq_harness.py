@@ -142,7 +142,7 @@ class Client:
 
     def __init__(self, port, client_id, v5=False, clean=True, transport="tcp", tls_ca=None,
                  user=None, password=None, will=None, props=None, keepalive=60,
-                 expect_rc=0, host="127.0.0.1", ws_path="/mqtt"):
+                 expect_rc=0, host="127.0.0.1", ws_path="/mqtt", tls_cert=None, tls_key=None, connack_wait=WAIT):
         self.v5 = v5
         proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         if v5:
@@ -153,7 +153,7 @@ class Client:
         if transport == "websockets":
             self.c.ws_set_options(path=ws_path)
         if tls_ca:
-            self.c.tls_set(ca_certs=tls_ca)
+            self.c.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
         if user is not None:
             self.c.username_pw_set(user, password)
         if will:
@@ -176,7 +176,7 @@ class Client:
         self.c.connect(host, port, keepalive, **kw)
         self.c.loop_start()
         try:
-            self.rc, self.flags, self.connack_props = self.connack.get(timeout=WAIT)
+            self.rc, self.flags, self.connack_props = self.connack.get(timeout=connack_wait)
         except queue.Empty:
             self.close()
             raise AssertionError("no CONNACK from port %d" % port)
@@ -278,18 +278,26 @@ class Client:
 
 def make_certs(directory):
     """A CA and a server certificate for localhost/127.0.0.1 signed by it, with openssl:
-    ca.pem, cert.pem, key.pem in `directory`."""
+    ca.pem, cert.pem, key.pem in `directory`; and a client certificate client.pem /
+    client.key signed by the same CA."""
     def run(*args):
         subprocess.run(["openssl"] + list(args), cwd=directory, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
         "-days", "2", "-subj", "/CN=beamq test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr",
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out", "server.csr",
         "-subj", "/CN=localhost")
     with open(os.path.join(directory, "ext.cnf"), "w") as f:
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=beamq test client")
+    # Extensions make it an X.509 v3 certificate (webpki, hence rustls, refuses v1).
+    with open(os.path.join(directory, "client.cnf"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.cnf")
 
 
 class BrokerTest(unittest.TestCase):

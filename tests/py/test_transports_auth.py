@@ -72,7 +72,8 @@ class Transports(unittest.TestCase):
 
     def test_websocket_wrong_path_is_refused(self):
         with self.assertRaises(Exception):
-            Client(self.node.ports["ws"], "badpath", transport="websockets", ws_path="/nope")
+            Client(self.node.ports["ws"], "badpath", transport="websockets", ws_path="/nope",
+                   connack_wait=2)
 
     def test_mosquitto_clients_over_tls(self):
         port = str(self.node.ports["tls"])
@@ -98,6 +99,45 @@ class Transports(unittest.TestCase):
         # A client that does not trust the CA fails the handshake.
         r = mosquitto("mosquitto_pub", "-h", "localhost", "-p", port, "--cafile",
                       os.path.join(self.certs, "key.pem"), "-t", "m/x", "-m", "no")
+        self.assertNotEqual(r.returncode, 0)
+
+
+class ClientCertificates(unittest.TestCase):
+    """`verify = verify_peer` + `fail_if_no_peer_cert`: only clients with a certificate from
+    `cacertfile` get through the handshake."""
+
+    def setUp(self):
+        self.certs = tempfile.mkdtemp(prefix="beamq-certs-")
+        make_certs(self.certs)
+        conf = TLS_CONF + """
+listeners.ssl.default.ssl_options.cacertfile = "%s/ca.pem"
+listeners.ssl.default.ssl_options.verify = verify_peer
+listeners.ssl.default.ssl_options.fail_if_no_peer_cert = true
+listeners.ws.default.enable = false
+""" % self.certs
+        files = {}
+        for f in ("cert.pem", "key.pem"):
+            with open(os.path.join(self.certs, f)) as fh:
+                files[f] = fh.read()
+        self.node = Beamq(config=conf, listeners=("tcp", "tls"), files=files, port_flags=False)
+
+    def tearDown(self):
+        self.node.stop()
+
+    def test_client_certificate_required(self):
+        ca = os.path.join(self.certs, "ca.pem")
+        port = self.node.ports["tls"]
+        ok = Client(port, "with-cert", tls_ca=ca, host="localhost",
+                    tls_cert=os.path.join(self.certs, "client.pem"),
+                    tls_key=os.path.join(self.certs, "client.key"))
+        ok.close()
+        with self.assertRaises(Exception):
+            Client(port, "no-cert", tls_ca=ca, host="localhost", connack_wait=2)
+        common = ["-h", "localhost", "-p", str(port), "--cafile", ca, "-t", "c/x", "-m", "m"]
+        r = mosquitto("mosquitto_pub", *common, "--cert", os.path.join(self.certs, "client.pem"),
+                      "--key", os.path.join(self.certs, "client.key"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = mosquitto("mosquitto_pub", *common)
         self.assertNotEqual(r.returncode, 0)
 
 
