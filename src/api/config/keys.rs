@@ -140,6 +140,20 @@ pub(super) fn bind(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{v:?} is not IP:PORT, [IPv6]:PORT or a port"))
 }
 
+/// A path value. Relative paths in the file are relative to the file's directory, so
+/// `beamq start --config /etc/beamq/beamq.conf` with `acl_file = acl.conf` works from any working
+/// directory; from the environment or a flag they are relative to the working directory.
+fn path(v: &str, origin: &Origin) -> PathBuf {
+    let p = PathBuf::from(v);
+    match origin {
+        Origin::File { path: file, .. } if p.is_relative() => match file.parent() {
+            Some(dir) => dir.join(p),
+            None => p,
+        },
+        _ => p,
+    }
+}
+
 fn limited<T: TryFrom<u64>>(v: &str, n: u64) -> Result<T, String> {
     T::try_from(n).map_err(|_| format!("{v:?} is too large for this setting"))
 }
@@ -180,7 +194,7 @@ pub(super) fn apply(
             Ok(())
         }
         "node.data_dir" => {
-            s.data_dir = PathBuf::from(v);
+            s.data_dir = path(v, o);
             Ok(())
         }
         "node.dist_net_ticktime" => duration(v).and_then(|d| match d.as_secs() {
@@ -198,15 +212,15 @@ pub(super) fn apply(
         "listeners.ssl.default.enable" => set_enable(&mut s.ssl, v, o),
         "listeners.ssl.default.bind" => set_bind(&mut s.ssl, v, o),
         "listeners.ssl.default.ssl_options.certfile" => {
-            s.tls.certfile = Some(PathBuf::from(v));
+            s.tls.certfile = Some(path(v, o));
             Ok(())
         }
         "listeners.ssl.default.ssl_options.keyfile" => {
-            s.tls.keyfile = Some(PathBuf::from(v));
+            s.tls.keyfile = Some(path(v, o));
             Ok(())
         }
         "listeners.ssl.default.ssl_options.cacertfile" => {
-            s.tls.cacertfile = Some(PathBuf::from(v));
+            s.tls.cacertfile = Some(path(v, o));
             Ok(())
         }
         "listeners.ssl.default.ssl_options.verify" => match v {
@@ -241,11 +255,11 @@ pub(super) fn apply(
             .map(|n| s.websocket.max_message_size = n),
         "allow_anonymous" => bool_value(v).map(|b| s.auth.allow_anonymous = b),
         "password_file" => {
-            s.auth.password_file = Some(PathBuf::from(v));
+            s.auth.password_file = Some(path(v, o));
             Ok(())
         }
         "acl_file" => {
-            s.auth.acl_file = Some(PathBuf::from(v));
+            s.auth.acl_file = Some(path(v, o));
             Ok(())
         }
         "acl_nomatch" => match v {

@@ -80,6 +80,27 @@ fn file_keys_are_applied() {
 }
 
 #[test]
+fn relative_paths_in_the_file_are_relative_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("beamq.conf");
+    std::fs::write(
+        &conf,
+        "acl_file = acl.conf\npassword_file = /abs/passwd\nnode.data_dir = d\n\
+         listeners.ssl.default.ssl_options.certfile = certs/c.pem\n",
+    )
+    .unwrap();
+    let vars: HashMap<&str, &str> = [("EMQX_ACL_FILE", "env.acl")].into_iter().collect();
+    let s = resolve(Some(&conf), &no_env, &Flags::default()).unwrap();
+    assert_eq!(s.auth.acl_file, Some(dir.path().join("acl.conf")));
+    assert_eq!(s.auth.password_file, Some(PathBuf::from("/abs/passwd")));
+    assert_eq!(s.data_dir, dir.path().join("d"));
+    assert_eq!(s.tls.certfile, Some(dir.path().join("certs/c.pem")));
+    let env = |k: &str| vars.get(k).map(|v| v.to_string());
+    let s = resolve(Some(&conf), &env, &Flags::default()).unwrap();
+    assert_eq!(s.auth.acl_file, Some(PathBuf::from("env.acl")));
+}
+
+#[test]
 fn errors_name_file_and_line() {
     let cases = [
         ("\nbogus.key = 1\n", ":2: unknown key \"bogus.key\""),
