@@ -21,7 +21,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Run a node: Erlang distribution (ekka or epmd port mode) and, later, the MQTT broker.
+    /// Run a node: Erlang distribution (ekka or epmd port mode) and the MQTT broker (TCP, TLS and
+    /// WebSocket listeners, password file and ACL; `--config FILE`, docs/config.md).
     Start(StartArgs),
     /// Add, update or delete a user in an MQTT password file (as mosquitto_passwd):
     /// `beamq passwd [-c] [-I N] FILE USER [PASSWORD]`, `beamq passwd -D FILE USER`.
