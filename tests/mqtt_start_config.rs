@@ -467,3 +467,21 @@ async fn websocket_listener_from_config() {
     let e = timeout(WAIT, el.poll()).await.unwrap().unwrap_err();
     assert!(e.to_string().to_lowercase().contains("404"), "{e}");
 }
+
+/// `node.port_offset` shifts the file's (and the default) ports; a flag beats the file.
+#[test]
+fn port_offset_from_the_file() {
+    let k = common::ports::free_port_offset(1, 0);
+    let conf = format!(
+        "node.port_offset = {k}\n\
+         listeners.tcp.default.bind = \"127.0.0.1:1883\"\n\
+         listeners.ws.default.bind = \"127.0.0.1:8083\"\n"
+    );
+    let node = Beamq::start(&[], Some(&conf), 2);
+    assert_eq!(node.port("tcp"), 1883 + k);
+    assert_eq!(node.port("ws"), 8083 + k);
+    drop(node);
+    let node = Beamq::start(&["--ws-port", "off"], Some(&conf), 1);
+    assert_eq!(node.port("tcp"), 1883 + k);
+    assert!(!node.ports.contains_key("ws"));
+}
