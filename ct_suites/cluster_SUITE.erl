@@ -1,0 +1,480 @@
+%% @doc A cluster of 3 beamq nodes and 1 stock BEAM node running `beamq_interop' (interop/),
+%% in both port modes (issue 6; docs/cluster.md, docs/route-protocol.md).
+%%
+%% Each group starts b1..b3 (`$BEAMQ_BIN start', MQTT on a port each node picks and prints),
+%% the BEAM member x (`peer', stdio control, interop/ebin in its path, data dir under priv) and
+%% a hidden control node (`peer', `-hidden') through which the suite calls the beamq nodes with
+%% erpc: hidden, so it never counts as a connected member, never meshes with anyone through
+%% global and never takes part in pg. The ct node itself talks to nobody over distribution.
+%%   epmd group: a private /usr/bin/epmd on a free port, WITH_EPMD=1 ERL_EPMD_PORT=Port.
+%%   ekka group: no epmd; peers use `-epmd_module beamq_epmd' and ports follow names.
+%% Every OS process is killed by pid at the end of its group. Waits poll with deadlines.
+%%
+%% Membership cases (in order; each leaves the state the next expects): beamq joins BEAM,
+%% leave, BEAM joins beamq, restarts of members (they return), force-leave and restart of the
+%% force-left node (it stays out), rejoin, join while in another cluster. Status must be
+%% identical on every member after each step.
+-module(cluster_SUITE).
+-define(config(Key, Config), proplists:get_value(Key, Config)).
+
+-export([all/0, groups/0, suite/0, init_per_suite/1, end_per_suite/1,
+         init_per_group/2, end_per_group/2]).
+-export([beamq_joins_beam/1, leave/1, beam_joins_beamq/1, restart_member/1,
+         force_leave_beam/1, force_leave_beamq/1, join_while_in_other_cluster/1]).
+%% Run on the peers.
+-export([p_erpc/4]).
+
+-define(COOKIE, "beamq_cluster_suite").
+-define(TICK, "4").
+-define(WAIT_MS, 20000).
+-define(STATE, cluster_suite_state).
+
+suite() -> [{timetrap, {minutes, 4}}].
+
+all() -> [{group, ekka}, {group, epmd}].
+
+groups() ->
+    Cases = [beamq_joins_beam, leave, beam_joins_beamq, restart_member, force_leave_beam,
+             force_leave_beamq, join_while_in_other_cluster],
+    [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
+
+init_per_suite(Config) ->
+    case os:getenv("BEAMQ_BIN") of
+        false -> {skip, "BEAMQ_BIN not set"};
+        Bin ->
+            EpmdMod = code:which(beamq_epmd),
+            true = is_list(EpmdMod),
+            Ebin = filename:dirname(EpmdMod),
+            true = filelib:is_regular(filename:join(Ebin, "beamq_interop.app")),
+            Paths = [Ebin, filename:dirname(code:which(?MODULE))],
+            [{beamq_bin, Bin}, {code_paths, Paths} | Config]
+    end.
+
+end_per_suite(_Config) -> ok.
+
+init_per_group(Mode, Config) ->
+    Priv = filename:join(?config(priv_dir, Config), atom_to_list(Mode)),
+    ok = filelib:ensure_dir(filename:join(Priv, "x")),
+    start_state(),
+    try
+        Env = mode_env(Mode, Priv),
+        Config1 = [{mode, Mode}, {env, Env}, {dir, Priv} | Config],
+        Bs = [start_beamq(Config1, new_beamq(Config1, B)) || B <- [b1, b2, b3]],
+        {ok, _, _} = start_peer(Config1, ctl, peer_name(Mode, "cqctl"), ["-hidden"]),
+        X = peer_name(Mode, "cqx"),
+        _ = start_x(Config1, X),
+        [{beamqs, [node_of(B) || B <- Bs]}, {x, list_to_atom(X ++ "@127.0.0.1")} | Config1]
+    catch
+        C:R:St ->
+            cleanup(),
+            erlang:raise(C, R, St)
+    end.
+
+end_per_group(_Mode, _Config) ->
+    cleanup(),
+    ok.
+
+%%--------------------------------------------------------------------
+%% Membership cases
+
+beamq_joins_beam(Config) ->
+    [B1, B2, _B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, B1, beamq_cluster, join, [X]),
+    wait_status(Config, [B1, X], [B1, X], []),
+    {error, already_in_cluster} = on(Config, B1, beamq_cluster, join, [X]),
+    {error, already_in_cluster} = on(Config, X, beamq_cluster, join, [B1]),
+    {error, cannot_join_self} = on(Config, X, beamq_cluster, join, [X]),
+    {error, cannot_force_leave_self} = on(Config, X, beamq_cluster, force_leave, [X]),
+    %% A second beamq node joins the BEAM node: x admits it and tells b1 (member_joined).
+    ok = on(Config, B2, beamq_cluster, join, [X]),
+    wait_status(Config, [B1, B2, X], [B1, B2, X], []),
+    true = on(Config, X, beamq_cluster, is_member, [B2]),
+    true = on(Config, B1, beamq_cluster, is_member, [B2]).
+
+leave(Config) ->
+    [B1, B2, _B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, X, beamq_interop, leave, []),
+    wait_status(Config, [X], [X], []),
+    wait_status(Config, [B1, B2], [B1, B2], []),
+    {error, node_not_in_cluster} = on(Config, X, beamq_interop, leave, []),
+    false = on(Config, B1, beamq_cluster, is_member, [X]),
+    %% x is no longer connected to by anyone's keeper.
+    stays(Config, fun() -> not connected(Config, X, [B1, B2]) end, 1500).
+
+beam_joins_beamq(Config) ->
+    [B1, B2, B3] = All3 = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, B3, beamq_cluster, join, [B1]),
+    wait_status(Config, All3, All3, []),
+    ok = on(Config, X, beamq_interop, join, [B2]),
+    wait_status(Config, [X | All3], [X | All3], []),
+    [{running_nodes, _}] = on(Config, X, beamq_interop, status, []),
+    true = on(Config, B3, beamq_cluster, is_member, [X]).
+
+%% x stops and starts again: it reconnects by itself (its file lists the cluster). Then b3 is
+%% killed (-9) and started again: the others list it as stopped meanwhile, then running.
+restart_member(Config) ->
+    [_, _, B3] = All3 = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    All = [X | All3],
+    stop_x(),
+    wait_status(Config, All3, All3, [X]),
+    _ = start_x(Config, x_name(X)),
+    wait_status(Config, All, All, []),
+    Old = kill_beamq(b3),
+    wait_status(Config, [X | All3 -- [B3]], All -- [B3], [B3]),
+    _ = start_beamq(Config, Old),
+    wait_status(Config, All, All, []).
+
+%% A beamq node force-leaves x; x stays out, also after a restart (and then rejoins).
+force_leave_beam(Config) ->
+    [B1, _, _] = All3 = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, B1, beamq_cluster, force_leave, [X]),
+    wait_status(Config, [X], [X], []),
+    wait_status(Config, All3, All3, []),
+    {error, node_not_in_cluster} = on(Config, B1, beamq_cluster, force_leave, [X]),
+    stop_x(),
+    _ = start_x(Config, x_name(X)),
+    stays(Config, fun() ->
+                          status_of(Config, X) =:= {ok, [{running_nodes, [X]}]}
+                              andalso not connected(Config, X, All3)
+                              andalso lists:all(fun(B) -> not on(Config, B, beamq_cluster, is_member, [X]) end, All3)
+                  end, 2500),
+    %% A force-left node may join again.
+    ok = on(Config, X, beamq_interop, join, [B1]),
+    wait_status(Config, [X | All3], [X | All3], []).
+
+%% x force-leaves a beamq node (b3, told while connected); b3 stays out after a kill and a
+%% restart, then rejoins through x.
+force_leave_beamq(Config) ->
+    [B1, B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, X, beamq_cluster, force_leave, [B3]),
+    wait_status(Config, [B3], [B3], []),
+    wait_status(Config, [X, B1, B2], [X, B1, B2], []),
+    Old = kill_beamq(b3),
+    _ = start_beamq(Config, Old),
+    stays(Config, fun() ->
+                          status_of(Config, B3) =:= {ok, [{running_nodes, [B3]}]}
+                              andalso status_of(Config, X) =:=
+                                  {ok, [{running_nodes, lists:sort([X, B1, B2])}]}
+                  end, 2500),
+    ok = on(Config, B3, beamq_cluster, join, [X]),
+    wait_status(Config, [X, B1, B2, B3], [X, B1, B2, B3], []).
+
+%% A node in one cluster joins another: it leaves its own first (EMQX semantics), for x and
+%% for a beamq node whose cluster x belongs to.
+join_while_in_other_cluster(Config) ->
+    [B1, B2, B3] = All3 = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, B3, beamq_cluster, leave, []),
+    wait_status(Config, [B3], [B3], []),
+    wait_status(Config, [X, B1, B2], [X, B1, B2], []),
+    %% x, in {b1, b2, x}, joins b3.
+    ok = on(Config, X, beamq_interop, join, [B3]),
+    wait_status(Config, [X, B3], [X, B3], []),
+    wait_status(Config, [B1, B2], [B1, B2], []),
+    %% b2, in {b1, b2}, joins x.
+    ok = on(Config, B2, beamq_cluster, join, [X]),
+    wait_status(Config, [X, B2, B3], [X, B2, B3], []),
+    wait_status(Config, [B1], [B1], []),
+    ok = on(Config, B1, beamq_cluster, join, [X]),
+    wait_status(Config, [X | All3], [X | All3], []).
+
+%%--------------------------------------------------------------------
+%% Run on the control peer
+
+p_erpc(N, M, F, A) ->
+    try erpc:call(N, M, F, A, 10000) of
+        V -> {ok, V}
+    catch
+        C:R -> {C, R}
+    end.
+
+%%--------------------------------------------------------------------
+%% Calls and waits
+
+%% `M:F(A)' on node `N' (x through its stdio control, beamq through the hidden control node);
+%% fails the case on an exception.
+on(Config, N, M, F, A) ->
+    case call(Config, N, M, F, A) of
+        {ok, V} -> V;
+        Other -> ct:fail({call_failed, N, M, F, A, Other})
+    end.
+
+call(Config, N, M, F, A) ->
+    case N =:= ?config(x, Config) of
+        true ->
+            try peer:call(get_state({peer, x}), M, F, A, 20000) of
+                V -> {ok, V}
+            catch
+                C:R -> {C, R}
+            end;
+        false ->
+            peer:call(get_state({peer, ctl}), ?MODULE, p_erpc, [N, M, F, A], 20000)
+    end.
+
+status_of(Config, N) ->
+    call(Config, N, beamq_cluster, status, []).
+
+%% Waits until `beamq_cluster:status()' on every node of `Nodes' is the expected reply.
+wait_status(Config, Nodes, Running, Stopped) ->
+    Want = {ok, [{running_nodes, lists:sort(Running)}] ++
+                [{stopped_nodes, lists:sort(Stopped)} || Stopped =/= []]},
+    Check = fun() -> lists:all(fun(N) -> status_of(Config, N) =:= Want end, Nodes) end,
+    case wait_until(Check, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({status_mismatch, Want, [{N, status_of(Config, N)} || N <- Nodes]})
+    end.
+
+%% Whether node `N' is connected (visibly) to any of `Others'.
+connected(Config, N, Others) ->
+    {ok, Ns} = call(Config, N, erlang, nodes, []),
+    lists:any(fun(O) -> lists:member(O, Ns) end, Others).
+
+%% `Cond' holds now and keeps holding for `Ms' (a node that must stay out).
+stays(_Config, Cond, Ms) ->
+    case wait_until(Cond, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail(condition_never_held)
+    end,
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    stays_loop(Cond, Deadline).
+
+stays_loop(Cond, Deadline) ->
+    case erlang:monotonic_time(millisecond) > Deadline of
+        true -> ok;
+        false ->
+            case Cond() of
+                true -> timer:sleep(200), stays_loop(Cond, Deadline);
+                false -> ct:fail(condition_broke)
+            end
+    end.
+
+wait_until(F, Ms) ->
+    wait_loop(F, erlang:monotonic_time(millisecond) + Ms).
+
+wait_loop(F, Deadline) ->
+    case F() of
+        true -> ok;
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> timeout;
+                false -> timer:sleep(200), wait_loop(F, Deadline)
+            end
+    end.
+
+%%--------------------------------------------------------------------
+%% Nodes
+
+%% A fresh node name for this mode: in ekka mode the numeric suffix is the free dist offset.
+peer_name(ekka, Base) -> Base ++ integer_to_list(free_ekka_offset());
+peer_name(epmd, Base) -> Base ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
+
+x_name(X) -> hd(string:split(atom_to_list(X), "@")).
+
+%% A beamq node's fixed description: name, args, env; started by start_beamq/2.
+new_beamq(Config, Id) ->
+    Mode = ?config(mode, Config),
+    Name = peer_name(Mode, "cq" ++ atom_to_list(Id)) ++ "@127.0.0.1",
+    {ModeArgs, ModeEnv} =
+        case Mode of
+            ekka -> {[], []};
+            epmd ->
+                P = integer_to_list(free_port()),
+                {["--dist-listen-min", P, "--dist-listen-max", P], [{"WITH_EPMD", "1"}]}
+        end,
+    Args = ["start", "--name", Name, "--cookie", ?COOKIE, "--net-ticktime", ?TICK,
+            "--mqtt-port", "0",
+            "--data-dir", filename:join(?config(dir, Config), atom_to_list(Id) ++ "_data")]
+        ++ ModeArgs,
+    #{id => Id, name => list_to_atom(Name), args => Args,
+      env => ModeEnv ++ ?config(env, Config) ++ [{"RUST_LOG", "info"}],
+      bin => ?config(beamq_bin, Config), dir => ?config(dir, Config), starts => 0}.
+
+node_of(#{name := N}) -> N.
+
+%% Starts (or restarts) a beamq node; waits for "started" and its MQTT port in its own log.
+start_beamq(_Config, #{id := Id, args := Args, env := Env, bin := Bin, dir := Dir,
+                       starts := K} = B) ->
+    Log = filename:join(Dir, atom_to_list(Id) ++ "." ++ integer_to_list(K) ++ ".log"),
+    H = os_start(Bin, Args, Env, Log),
+    put_state({os, Id}, H),
+    Port = case wait_value(fun() -> mqtt_port(Log) end, ?WAIT_MS) of
+               {ok, P} -> P;
+               timeout -> ct:fail({beamq_not_started, Id, Log})
+           end,
+    B1 = B#{starts := K + 1, mqtt_port => Port, log => Log},
+    put_state({beamq, Id}, B1),
+    B1.
+
+mqtt_port(Log) ->
+    case file:read_file(Log) of
+        {ok, Bin} ->
+            case {binary:match(Bin, <<"started">>),
+                  re:run(Bin, "mqtt listening on port ([0-9]+)", [{capture, [1], list}])} of
+                {{_, _}, {match, [P]}} -> {ok, list_to_integer(P)};
+                _ -> false
+            end;
+        _ -> false
+    end.
+
+%% Kills a beamq node (-9); returns its description for a restart.
+kill_beamq(Id) ->
+    os_kill(get_state({os, Id})),
+    get_state({beamq, Id}).
+
+start_x(Config, Name) ->
+    {ok, Peer, Node} = start_peer(Config, x, Name, []),
+    Data = filename:join(?config(dir, Config), "x_data"),
+    case peer:call(Peer, application, load, [beamq_interop]) of
+        ok -> ok;
+        {error, {already_loaded, _}} -> ok
+    end,
+    ok = peer:call(Peer, application, set_env, [beamq_interop, data_dir, Data]),
+    ok = peer:call(Peer, beamq_interop, start, []),
+    Node.
+
+%% Stops x and waits until its OS process is gone (its name and port are free again).
+stop_x() ->
+    Peer = get_state({peer, x}),
+    OsPid = peer:call(Peer, os, getpid, []),
+    catch peer:stop(Peer),
+    del_state({peer, x}),
+    ok = wait_until(fun() -> os:cmd("kill -0 " ++ OsPid ++ " 2>&1") =/= "" end, ?WAIT_MS).
+
+start_peer(Config, Role, Name, Extra) ->
+    ModeArgs = case ?config(mode, Config) of
+                   ekka -> ["-start_epmd", "false", "-epmd_module", "beamq_epmd"];
+                   epmd -> []
+               end,
+    Paths = lists:append([["-pa", P] || P <- ?config(code_paths, Config)]),
+    R = {ok, Peer, _} =
+        peer:start(#{name => Name, host => "127.0.0.1", longnames => true,
+                     connection => standard_io,
+                     args => ["-setcookie", ?COOKIE, "-kernel", "net_ticktime", ?TICK]
+                         ++ ModeArgs ++ Paths ++ Extra,
+                     env => ?config(env, Config)}),
+    put_state({peer, Role}, Peer),
+    R.
+
+%% Mode-specific environment for every OS process of the group.
+mode_env(ekka, _Dir) ->
+    [];
+mode_env(epmd, Dir) ->
+    Port = free_port(),
+    H = os_start("/usr/bin/epmd", ["-port", integer_to_list(Port)], [],
+                 filename:join(Dir, "epmd.log")),
+    put_state({os, epmd}, H),
+    ok = wait_until(fun() ->
+                            case gen_tcp:connect("127.0.0.1", Port, []) of
+                                {ok, S} -> gen_tcp:close(S), true;
+                                _ -> false
+                            end
+                    end, 5000),
+    [{"ERL_EPMD_PORT", integer_to_list(Port)}].
+
+wait_value(F, Ms) ->
+    wait_value_loop(F, erlang:monotonic_time(millisecond) + Ms).
+
+wait_value_loop(F, Deadline) ->
+    case F() of
+        {ok, V} -> {ok, V};
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> timeout;
+                false -> timer:sleep(100), wait_value_loop(F, Deadline)
+            end
+    end.
+
+%% An ekka offset whose dist port (4370 + N) is free now.
+free_ekka_offset() ->
+    N = 20000 + rand:uniform(30000),
+    case gen_tcp:listen(4370 + N, [{ip, {127, 0, 0, 1}}]) of
+        {ok, S} -> gen_tcp:close(S), N;
+        _ -> free_ekka_offset()
+    end.
+
+free_port() ->
+    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, P} = inet:port(S),
+    gen_tcp:close(S),
+    P.
+
+%%--------------------------------------------------------------------
+%% Group state: a registered process holding what the group started (peers, OS processes),
+%% so cases can restart nodes and end_per_group (or a failed init) can stop everything.
+
+start_state() ->
+    catch (whereis(?STATE) ! stop),
+    Pid = spawn(fun() -> state_loop(#{}) end),
+    register(?STATE, Pid),
+    ok.
+
+state_loop(M) ->
+    receive
+        {put, K, V} -> state_loop(M#{K => V});
+        {del, K} -> state_loop(maps:remove(K, M));
+        {get, From} -> From ! {?STATE, M}, state_loop(M);
+        stop -> ok
+    end.
+
+put_state(K, V) -> ?STATE ! {put, K, V}, ok.
+del_state(K) -> ?STATE ! {del, K}, ok.
+all_state() ->
+    ?STATE ! {get, self()},
+    receive {?STATE, M} -> M after 5000 -> exit(no_state) end.
+get_state(K) -> maps:get(K, all_state()).
+
+cleanup() ->
+    case whereis(?STATE) of
+        undefined -> ok;
+        _ ->
+            M = all_state(),
+            [catch peer:stop(P) || {{peer, _}, P} <- maps:to_list(M)],
+            [os_kill(H) || {{os, Id}, H} <- maps:to_list(M), Id =/= epmd],
+            [os_kill(H) || {{os, epmd}, H} <- maps:to_list(M)],
+            ?STATE ! stop,
+            ok
+    end.
+
+%%--------------------------------------------------------------------
+%% OS processes (as dist_SUITE): a holder process owns the port and kills the OS process by
+%% pid on request, only while it has not exited (so a reused pid is never hit).
+
+os_start(Exe, Args, Env, Log) ->
+    Parent = self(),
+    Holder = spawn(fun() ->
+                           Port = open_port({spawn_executable, "/bin/sh"},
+                                            [{args, ["-c", "exec \"$0\" \"$@\" >>\"$LOGFILE\" 2>&1",
+                                                     Exe | Args]},
+                                             {env, [{"LOGFILE", Log} | Env]}, exit_status]),
+                           {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+                           Parent ! {self(), OsPid},
+                           holder_loop(Port, OsPid)
+                   end),
+    receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
+
+holder_loop(Port, OsPid) ->
+    receive
+        {Port, {exit_status, _}} ->
+            receive {kill, From} -> From ! {killed, self()} end;
+        {kill, From} ->
+            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+            receive {Port, {exit_status, _}} -> ok after 5000 -> ok end,
+            From ! {killed, self()};
+        {Port, _Data} ->
+            holder_loop(Port, OsPid)
+    end.
+
+os_kill({Holder, _OsPid}) ->
+    Ref = erlang:monitor(process, Holder),
+    Holder ! {kill, self()},
+    receive
+        {killed, Holder} -> erlang:demonitor(Ref, [flush]), ok;
+        {'DOWN', Ref, process, Holder, _} -> ok
+    after 10000 -> ok
+    end.
