@@ -14,14 +14,16 @@
 list() ->
     lists:sort([{G, Ns} || G <- groups(), (Ns = nodes_of(G)) =/= []]).
 
-%% @doc The same restricted to that exact filter.
--spec list(binary()) -> [{binary(), [node()]}].
+%% @doc The same restricted to that exact filter (a binary, or a string as on beamq).
+-spec list(binary() | string()) -> [{binary(), [node()]}].
 list(Filter) ->
-    [R || {F, _} = R <- list(), F =:= Filter].
+    Bin = to_binary(Filter),
+    [R || {F, _} = R <- list(), F =:= Bin].
 
 %% @doc Every route whose filter matches topic name `Topic'.
--spec show(binary()) -> [{binary(), [node()]}].
-show(Topic) ->
+-spec show(binary() | string()) -> [{binary(), [node()]}].
+show(Topic0) ->
+    Topic = to_binary(Topic0),
     case beamq_topic:valid_topic(Topic) of
         true -> [R || {F, _} = R <- list(), beamq_topic:match(Topic, F)];
         false -> []
@@ -40,6 +42,14 @@ groups() ->
         undefined -> [];
         _ -> [G || G <- pg:which_groups(?SCOPE), beamq_topic:valid_filter(G)]
     end.
+
+to_binary(B) when is_binary(B) -> B;
+to_binary(L) when is_list(L) ->
+    case catch unicode:characters_to_binary(L) of
+        B when is_binary(B) -> B;
+        _ -> invalid
+    end;
+to_binary(_) -> invalid.
 
 nodes_of(G) ->
     lists:usort([node(P) || P <- pg:get_members(?SCOPE, G)]).
