@@ -270,7 +270,8 @@ wait_loop(F, Deadline) ->
 %%--------------------------------------------------------------------
 %% Nodes
 
-%% A fresh node name for this mode: in ekka mode the numeric suffix is the free dist offset.
+%% A fresh node name for this mode: in ekka mode the numeric suffix is the free dist offset
+%% (so `Base' must not end with a digit).
 peer_name(ekka, Base) -> Base ++ integer_to_list(free_ekka_offset());
 peer_name(epmd, Base) -> Base ++ "_" ++ integer_to_list(erlang:unique_integer([positive])).
 
@@ -279,7 +280,7 @@ x_name(X) -> hd(string:split(atom_to_list(X), "@")).
 %% A beamq node's fixed description: name, args, env; started by start_beamq/2.
 new_beamq(Config, Id) ->
     Mode = ?config(mode, Config),
-    Name = peer_name(Mode, "cq" ++ atom_to_list(Id)) ++ "@127.0.0.1",
+    Name = peer_name(Mode, "cq" ++ atom_to_list(Id) ++ "n") ++ "@127.0.0.1",
     {ModeArgs, ModeEnv} =
         case Mode of
             ekka -> {[], []};
@@ -288,7 +289,7 @@ new_beamq(Config, Id) ->
                 {["--dist-listen-min", P, "--dist-listen-max", P], [{"WITH_EPMD", "1"}]}
         end,
     Args = ["start", "--name", Name, "--cookie", ?COOKIE, "--net-ticktime", ?TICK,
-            "--mqtt-port", "0",
+            "--mqtt-port", "0", "--ws-port", "off", "--tls-port", "off",
             "--data-dir", filename:join(?config(dir, Config), atom_to_list(Id) ++ "_data")]
         ++ ModeArgs,
     #{id => Id, name => list_to_atom(Name), args => Args,
