@@ -14,6 +14,13 @@
 %% leave, BEAM joins beamq, restarts of members (they return), force-leave and restart of the
 %% force-left node (it stays out), rejoin, join while in another cluster. Status must be
 %% identical on every member after each step.
+%%
+%% Route cases, on the 4-node cluster the membership cases leave behind: MQTT subscribers
+%% (mosquitto_sub) and Erlang subscribers (beamq_interop on x, a plain pg member on a stock
+%% node) get publishes made anywhere (mosquitto_pub, beamq_interop:publish); the route tables
+%% (`beamq_routes:list()') are identical on all nodes after each step; one dispatch per
+%% destination node per publish, counted with `beamq_routes:stats()'; unsubscribe and kill -9
+%% remove routes everywhere, and a restarted node's new subscriber brings them back.
 -module(cluster_SUITE).
 -define(config(Key, Config), proplists:get_value(Key, Config)).
 
@@ -21,8 +28,10 @@
          init_per_group/2, end_per_group/2]).
 -export([beamq_joins_beam/1, leave/1, beam_joins_beamq/1, restart_member/1,
          force_leave_beam/1, force_leave_beamq/1, join_while_in_other_cluster/1]).
+-export([route_mqtt_across_nodes/1, route_publish_from_beam/1, route_stock_node_member/1,
+         route_one_dispatch_per_node/1, route_unsubscribe/1, route_node_killed/1]).
 %% Run on the peers.
--export([p_erpc/4]).
+-export([p_erpc/4, p_collector/3, p_stock_collector/2, p_collected/1, p_unsubscribe/2]).
 
 -define(COOKIE, "beamq_cluster_suite").
 -define(TICK, "4").
@@ -35,7 +44,9 @@ all() -> [{group, ekka}, {group, epmd}].
 
 groups() ->
     Cases = [beamq_joins_beam, leave, beam_joins_beamq, restart_member, force_leave_beam,
-             force_leave_beamq, join_while_in_other_cluster],
+             force_leave_beamq, join_while_in_other_cluster,
+             route_mqtt_across_nodes, route_publish_from_beam, route_stock_node_member,
+             route_one_dispatch_per_node, route_unsubscribe, route_node_killed],
     [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
 
 init_per_suite(Config) ->
@@ -185,7 +196,164 @@ join_while_in_other_cluster(Config) ->
     wait_status(Config, [X | All3], [X | All3], []).
 
 %%--------------------------------------------------------------------
-%% Run on the control peer
+%% Route cases
+
+%% mosquitto_sub on b3 to t/# and an Erlang subscriber on x get a publish to t/a made on b1.
+route_mqtt_across_nodes(Config) ->
+    [B1, _B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    wait_routes(Config, all_nodes(Config), []),
+    Sub3 = mqtt_sub(Config, b3, sub3, ["t/#"]),
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, [B3]}]),
+    ok = on(Config, X, ?MODULE, p_collector, [xsub, [<<"t/#">>], payload]),
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, lists:sort([B3, X])}]),
+    [{<<"t/#">>, _}] = on(Config, B1, beamq_routes, show, [<<"t/a">>]),
+    [] = on(Config, B1, beamq_routes, show, [<<"u/a">>]),
+    mqtt_pub(Config, b1, "t/a", "m1"),
+    wait_lines(Sub3, ["t/a m1"]),
+    wait_collected(Config, X, xsub, [{deliver, <<"t/a">>, <<"m1">>}]).
+
+%% A publish from the BEAM node reaches MQTT subscribers on two beamq nodes (and x's own).
+route_publish_from_beam(Config) ->
+    [_B1, B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    Sub2 = mqtt_sub(Config, b2, sub2, ["t/+"]),
+    wait_routes(Config, all_nodes(Config),
+                [{<<"t/#">>, lists:sort([B3, X])}, {<<"t/+">>, [B2]}]),
+    ok = on(Config, X, beamq_interop, publish, [<<"t/b">>, <<"m2">>, 1]),
+    wait_lines(Sub2, ["t/b m2"]),
+    wait_lines(get_state({sub, sub3}), ["t/a m1", "t/b m2"]),
+    wait_collected(Config, X, xsub, [{deliver, <<"t/a">>, <<"m1">>},
+                                     {deliver, <<"t/b">>, <<"m2">>}]),
+    os_kill(get_state({os, {sub, sub2}})),
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, lists:sort([B3, X])}]).
+
+%% A plain process on a stock node (pg scope only, no interop app, not a cluster member)
+%% joins a beamq_route group, and gets `{dispatch, Topic, {delivery, Sender, Message}}'.
+route_stock_node_member(Config) ->
+    [B1, _B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    {ok, S, SNode} = start_peer(Config, stock, peer_name(?config(mode, Config), "cqs"), []),
+    try
+        true = peer:call(S, net_kernel, connect_node, [B1], 20000),
+        ok = peer:call(S, ?MODULE, p_stock_collector, [ssub, <<"t/#">>], 20000),
+        wait_routes(Config, all_nodes(Config), [{<<"t/#">>, lists:sort([B3, X, SNode])}]),
+        mqtt_pub(Config, b1, "t/c", "m3"),
+        ok = wait_until(fun() ->
+                                case peer:call(S, ?MODULE, p_collected, [ssub], 20000) of
+                                    [{dispatch, <<"t/c">>,
+                                      {delivery, Sender,
+                                       {message, Id, 1, _From, Flags, Headers, <<"t/c">>,
+                                        <<"m3">>, Ts}}}] ->
+                                        is_pid(Sender) andalso node(Sender) =:= B1 andalso
+                                            is_binary(Id) andalso byte_size(Id) =:= 16 andalso
+                                            is_map(Flags) andalso is_map(Headers) andalso
+                                            is_integer(Ts);
+                                    _ -> false
+                                end
+                        end, ?WAIT_MS),
+        wait_lines(get_state({sub, sub3}), ["t/a m1", "t/b m2", "t/c m3"])
+    after
+        catch peer:stop(S),
+        del_state({peer, stock})
+    end,
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, lists:sort([B3, X])}]).
+
+%% One dispatch per destination node per publish, however many filters and subscribers match
+%% there: x has three matching filters (two processes), b2 one MQTT client with two.
+route_one_dispatch_per_node(Config) ->
+    [B1, B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, X, ?MODULE, p_collector, [csub1, [<<"c/#">>, <<"c/+">>], payload]),
+    ok = on(Config, X, ?MODULE, p_collector, [csub2, [<<"c/a">>], full]),
+    Sub = mqtt_sub(Config, b2, csub, ["c/#", "c/+"]),
+    T = [{<<"t/#">>, lists:sort([B3, X])}],
+    wait_routes(Config, all_nodes(Config),
+                lists:sort([{<<"c/#">>, lists:sort([B2, X])}, {<<"c/+">>, lists:sort([B2, X])},
+                            {<<"c/a">>, [X]} | T])),
+    Before = [{N, on(Config, N, beamq_routes, stats, [])} || N <- [B1, B2, X]],
+    N = 5,
+    [mqtt_pub(Config, b1, "c/a", "n" ++ integer_to_list(I)) || I <- lists:seq(1, N)],
+    Delta = fun() ->
+                    [{Node, maps:map(fun(K, V) -> V - maps:get(K, S0) end,
+                                     on(Config, Node, beamq_routes, stats, []))}
+                     || {Node, S0} <- Before]
+            end,
+    Want = [{B1, #{forward => 2 * N, forward_received => 0, forward_dropped => 0}},
+            {B2, #{forward => 0, forward_received => N, forward_dropped => 0}},
+            {X, #{forward => 0, forward_received => N, forward_dropped => 0}}],
+    case wait_until(fun() -> Delta() =:= Want end, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({forward_counts, Delta(), Want})
+    end,
+    %% x's subscribers got every message once per matching subscription.
+    Payloads = [list_to_binary("n" ++ integer_to_list(I)) || I <- lists:seq(1, N)],
+    wait_collected(Config, X, csub1, lists:append([[{deliver, <<"c/a">>, P}, {deliver, <<"c/a">>, P}]
+                                                   || P <- Payloads])),
+    ok = wait_until(fun() ->
+                            L = on(Config, X, ?MODULE, p_collected, [csub2]),
+                            [P || {deliver, <<"c/a">>, {message, _, 1, _, _, _, <<"c/a">>, P, _}} <- L]
+                                =:= Payloads
+                    end, ?WAIT_MS),
+    wait_lines_min(Sub, ["c/a " ++ binary_to_list(P) || P <- Payloads]),
+    %% Nothing more arrives later.
+    timer:sleep(500),
+    Want = Delta(),
+    %% The BEAM side forwards once per node too: b2's one member is in two matching groups.
+    Before2 = [{Node, on(Config, Node, beamq_routes, stats, [])} || Node <- [B1, B2, X]],
+    [ok = on(Config, X, beamq_interop, publish, [<<"c/a">>, list_to_binary("x" ++ integer_to_list(I))])
+     || I <- lists:seq(1, N)],
+    Delta2 = fun() ->
+                     [{Node, maps:map(fun(K, V) -> V - maps:get(K, S0) end,
+                                      on(Config, Node, beamq_routes, stats, []))}
+                      || {Node, S0} <- Before2]
+             end,
+    Want2 = [{B1, #{forward => 0, forward_received => 0, forward_dropped => 0}},
+             {B2, #{forward => 0, forward_received => N, forward_dropped => 0}},
+             {X, #{forward => N, forward_received => 0, forward_dropped => 0}}],
+    case wait_until(fun() -> Delta2() =:= Want2 end, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({forward_counts_from_beam, Delta2(), Want2})
+    end,
+    wait_lines_min(Sub, ["c/a x" ++ integer_to_list(I) || I <- lists:seq(1, N)]),
+    timer:sleep(500),
+    Want2 = Delta2().
+
+%% Unsubscribing (Erlang side) and disconnecting (MQTT clean session) remove the routes on
+%% every node.
+route_unsubscribe(Config) ->
+    [_B1, _B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, X, ?MODULE, p_unsubscribe, [csub1, <<"c/#">>]),
+    ok = on(Config, X, ?MODULE, p_unsubscribe, [csub1, <<"c/+">>]),
+    ok = on(Config, X, ?MODULE, p_unsubscribe, [csub2, <<"c/a">>]),
+    {error, not_subscribed} = on(Config, X, ?MODULE, p_unsubscribe, [csub2, <<"c/a">>]),
+    os_kill(get_state({os, {sub, csub}})),
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, lists:sort([B3, X])}]),
+    ok = on(Config, X, ?MODULE, p_unsubscribe, [xsub, <<"t/#">>]),
+    wait_routes(Config, all_nodes(Config), [{<<"t/#">>, [B3]}]).
+
+%% kill -9 of b3 removes its routes everywhere; after its restart a subscriber there brings
+%% them back, and messages flow again.
+route_node_killed(Config) ->
+    [_B1, _B2, B3] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    ok = on(Config, X, ?MODULE, p_collector, [ksub, [<<"k/#">>], payload]),
+    wait_routes(Config, all_nodes(Config), [{<<"k/#">>, [X]}, {<<"t/#">>, [B3]}]),
+    Old = kill_beamq(b3),
+    os_kill(get_state({os, {sub, sub3}})),
+    wait_routes(Config, all_nodes(Config) -- [B3], [{<<"k/#">>, [X]}]),
+    _ = start_beamq(Config, Old),
+    wait_status(Config, all_nodes(Config), all_nodes(Config), []),
+    Sub = mqtt_sub(Config, b3, sub3b, ["t/#"]),
+    wait_routes(Config, all_nodes(Config), [{<<"k/#">>, [X]}, {<<"t/#">>, [B3]}]),
+    mqtt_pub(Config, b2, "t/k", "m4"),
+    wait_lines(Sub, ["t/k m4"]),
+    mqtt_pub(Config, b3, "k/1", "m5"),
+    wait_collected(Config, X, ksub, [{deliver, <<"k/1">>, <<"m5">>}]).
+
+%%--------------------------------------------------------------------
+%% Run on the peers
 
 p_erpc(N, M, F, A) ->
     try erpc:call(N, M, F, A, 10000) of
@@ -193,6 +361,44 @@ p_erpc(N, M, F, A) ->
     catch
         C:R -> {C, R}
     end.
+
+%% A process registered `Name' on x, subscribed through beamq_interop, keeping what it gets.
+p_collector(Name, Filters, Mode) ->
+    start_collector(Name, fun() -> [ok = beamq_interop:subscribe(F, Mode) || F <- Filters] end).
+
+%% A plain process on a stock node: starts the scope and joins the group itself.
+p_stock_collector(Name, Group) ->
+    case pg:start(beamq_route) of
+        {ok, _} -> ok;
+        {error, {already_started, _}} -> ok
+    end,
+    start_collector(Name, fun() -> ok = pg:join(beamq_route, Group, self()) end).
+
+start_collector(Name, Setup) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+                        register(Name, self()),
+                        Setup(),
+                        Parent ! {ready, self()},
+                        collect_loop([])
+                end),
+    receive {ready, Pid} -> ok after 5000 -> exit({collector_not_ready, Name}) end.
+
+collect_loop(Got) ->
+    receive
+        {'$collected', From} -> From ! {'$collected', lists:reverse(Got)}, collect_loop(Got);
+        {'$unsubscribe', F, From} -> From ! {'$unsubscribed', beamq_interop:unsubscribe(F)},
+                                     collect_loop(Got);
+        M -> collect_loop([M | Got])
+    end.
+
+p_collected(Name) ->
+    Name ! {'$collected', self()},
+    receive {'$collected', L} -> L after 5000 -> timeout end.
+
+p_unsubscribe(Name, Filter) ->
+    Name ! {'$unsubscribe', Filter, self()},
+    receive {'$unsubscribed', R} -> R after 5000 -> timeout end.
 
 %%--------------------------------------------------------------------
 %% Calls and waits
@@ -228,6 +434,66 @@ wait_status(Config, Nodes, Running, Stopped) ->
     case wait_until(Check, ?WAIT_MS) of
         ok -> ok;
         timeout -> ct:fail({status_mismatch, Want, [{N, status_of(Config, N)} || N <- Nodes]})
+    end.
+
+%% Waits until `beamq_routes:list()' on every node of `Nodes' is `Want'.
+wait_routes(Config, Nodes, Want) ->
+    Check = fun() -> lists:all(fun(N) -> call(Config, N, beamq_routes, list, []) =:= {ok, Want} end,
+                               Nodes) end,
+    case wait_until(Check, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({routes_mismatch, Want,
+                            [{N, call(Config, N, beamq_routes, list, [])} || N <- Nodes]})
+    end.
+
+all_nodes(Config) ->
+    lists:sort([?config(x, Config) | ?config(beamqs, Config)]).
+
+wait_collected(Config, N, Name, Want) ->
+    case wait_until(fun() -> on(Config, N, ?MODULE, p_collected, [Name]) =:= Want end, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({collected, Name, Want, on(Config, N, ?MODULE, p_collected, [Name])})
+    end.
+
+%% mosquitto_sub on beamq node `Id' (QoS 1, one line "Topic Payload" per message), killed by
+%% pid at the end of the case that kills it or of the group.
+mqtt_sub(Config, Id, Name, Filters) ->
+    #{mqtt_port := Port} = get_state({beamq, Id}),
+    Log = filename:join(?config(dir, Config), atom_to_list(Name) ++ ".sub.log"),
+    Args = ["-h", "127.0.0.1", "-p", integer_to_list(Port), "-q", "1", "-v",
+            "-i", "cs_" ++ atom_to_list(Name)] ++ lists:append([["-t", F] || F <- Filters]),
+    H = os_start(os:find_executable("mosquitto_sub"), Args, [], Log),
+    put_state({os, {sub, Name}}, H),
+    put_state({sub, Name}, Log),
+    Log.
+
+mqtt_pub(_Config, Id, Topic, Payload) ->
+    #{mqtt_port := Port} = get_state({beamq, Id}),
+    Out = os:cmd("timeout 10 mosquitto_pub -h 127.0.0.1 -p " ++ integer_to_list(Port) ++
+                     " -q 1 -t '" ++ Topic ++ "' -m '" ++ Payload ++ "'; echo rc=$?"),
+    case lists:suffix("rc=0\n", Out) of
+        true -> ok;
+        false -> ct:fail({mosquitto_pub, Id, Topic, Out})
+    end.
+
+sub_lines(Log) ->
+    case file:read_file(Log) of
+        {ok, B} -> [binary_to_list(L) || L <- binary:split(B, <<"\n">>, [global, trim_all])];
+        _ -> []
+    end.
+
+%% The subscriber printed exactly these lines.
+wait_lines(Log, Want) ->
+    case wait_until(fun() -> sub_lines(Log) =:= Want end, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({sub_lines, Log, Want, sub_lines(Log)})
+    end.
+
+%% Every wanted line arrived (a client with overlapping subscriptions may get copies).
+wait_lines_min(Log, Want) ->
+    case wait_until(fun() -> Want -- sub_lines(Log) =:= [] end, ?WAIT_MS) of
+        ok -> ok;
+        timeout -> ct:fail({sub_lines, Log, Want, sub_lines(Log)})
     end.
 
 %% Whether node `N' is connected (visibly) to any of `Others'.
