@@ -301,23 +301,34 @@ fn start(args: StartArgs) -> ExitCode {
                 other => println!("beamq mqtt {other} listening on port {}", l.addr.port()),
             }
         }
-        wait_for_signal().await;
+        wait_for_signal(&server.auth).await;
         drop(server);
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// Runs until SIGINT or SIGTERM. SIGHUP re-reads the password and ACL files, as mosquitto does;
+/// a file that no longer parses keeps the rules in force.
+async fn wait_for_signal(auth: &beamq::mqtt::auth::reload::ReloadableAccess) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match auth.reload() {
+                Ok(()) => tracing::info!("SIGHUP: password and ACL files reloaded"),
+                Err(e) => {
+                    tracing::error!("SIGHUP: {e}; the previous rules stay in force");
+                    eprintln!("beamq start: reload: {e}; the previous rules stay in force");
+                }
+            },
         }
     }
 }

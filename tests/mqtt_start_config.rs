@@ -485,3 +485,46 @@ fn port_offset_from_the_file() {
     assert_eq!(node.port("tcp"), 1883 + k);
     assert!(!node.ports.contains_key("ws"));
 }
+
+/// SIGHUP re-reads the password file (a user added with `beamq passwd` gets in) and the ACL;
+/// a broken file keeps the rules in force.
+#[tokio::test]
+async fn sighup_reloads_password_and_acl_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_auth_files(dir.path());
+    let node = Beamq::start_in(dir, &[], Some(AUTH_CONF), 1);
+    let port = node.port("tcp");
+    let bob = || {
+        let mut o = MqttOptions::new("bob-1", "127.0.0.1", port);
+        o.set_credentials("bob", "builder");
+        o
+    };
+    let (r, _, _) = v3_connect(bob()).await;
+    assert_eq!(r, Err(ConnectReturnCode::BadUserNamePassword));
+    let status = std::process::Command::new(common::beamq::BIN)
+        .arg("passwd")
+        .arg(node.path("passwd"))
+        .args(["bob", "builder"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Not before the signal.
+    let (r, _, _) = v3_connect(bob()).await;
+    assert_eq!(r, Err(ConnectReturnCode::BadUserNamePassword));
+    node.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (r, _, _) = v3_connect(bob()).await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob still refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken password file: the node keeps running with the rules it has.
+    std::fs::write(node.path("passwd"), "not a password line\n").unwrap();
+    node.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (r, _, _) = v3_connect(bob()).await;
+    assert_eq!(r, Ok(()));
+}

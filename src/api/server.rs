@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::api::config::{ConfigError, Settings};
 use crate::cluster::Cluster;
 use crate::dist::listener::PortMode;
-use crate::mqtt::auth::FileAccess;
+use crate::mqtt::auth::reload::ReloadableAccess;
 use crate::mqtt::broker::{Broker, BrokerConfig};
 use crate::mqtt::transport::Listener;
 use crate::node::boot::{NodeConfig, RunningNode};
@@ -84,6 +84,8 @@ pub struct Server {
     pub broker: Broker,
     /// The MQTT listeners, in start order (tcp, tls, ws).
     pub listeners: Vec<BoundListener>,
+    /// Password file and ACL in force; `reload()` re-reads them (`beamq start` does on SIGHUP).
+    pub auth: Arc<ReloadableAccess>,
 }
 
 impl Server {
@@ -112,7 +114,7 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
     let settings = opts.settings;
     // Everything read from files is checked before anything binds.
     let plans = settings.listeners()?;
-    let auth = FileAccess::load(&settings.auth)?;
+    let auth = Arc::new(ReloadableAccess::load(settings.auth.clone())?);
     let node = crate::node::boot::start(opts.node).await?;
     let cluster = crate::cluster::start(&node.node, &settings.data_dir)?;
     let broker = Broker::new(BrokerConfig {
@@ -120,7 +122,7 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
         session: settings.session.clone(),
         share_strategy: settings.share_strategy,
         sys_interval: settings.sys_interval,
-        auth: Arc::new(auth),
+        auth: auth.clone(),
         ..Default::default()
     });
     broker.attach_cluster(crate::router::cluster::ClusterRouter::start(&node.node)?);
@@ -153,5 +155,6 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
         cluster,
         broker,
         listeners,
+        auth,
     })
 }

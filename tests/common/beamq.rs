@@ -103,6 +103,13 @@ impl Beamq {
         node
     }
 
+    /// Sends a signal to the node.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of a child this value owns and has not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+    }
+
     /// The port of listener `kind`.
     pub fn port(&self, kind: &str) -> u16 {
         *self

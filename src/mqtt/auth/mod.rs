@@ -13,6 +13,7 @@ pub mod cidr;
 pub mod cli;
 mod hook;
 pub mod passwd;
+pub mod reload;
 
 #[cfg(test)]
 mod tests;
