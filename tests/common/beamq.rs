@@ -48,6 +48,15 @@ fn command(dir: &Path, name: &str, args: &[&str]) -> Command {
         .env_remove("EMQX_NODE_NAME")
         .env_remove("EMQX_NODE_COOKIE")
         .env("RUST_LOG", "warn");
+    // The kernel kills the node if the test process dies first (a killed `cargo test` leaves
+    // no broker behind); Drop covers every other end.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     c
 }
 

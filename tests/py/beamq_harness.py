@@ -53,6 +53,16 @@ def _free_node_name(prefix):
             s.close()
 
 
+def _die_with_parent():
+    """In the child before exec: the kernel kills it if the test process dies first (a runner
+    killed by a timeout leaves no broker behind)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except OSError:
+        pass
+
+
 class Beamq:
     """A running `beamq start`; `ports` maps tcp/tls/ws to the bound port."""
 
@@ -83,7 +93,8 @@ class Beamq:
         e.update(env or {})
         self.log = open(os.path.join(self.dir, "stderr.txt"), "w+")
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, env=e)
+                                     stderr=self.log, text=True, env=e,
+                                     preexec_fn=_die_with_parent)
         self.ports = {}
         try:
             first = self._line()
