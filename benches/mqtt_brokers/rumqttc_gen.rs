@@ -13,6 +13,12 @@ use tokio::task::JoinSet;
 
 use crate::case::{Case, Outcome};
 
+/// Distinct client ids per run: a broker must not see a reconnect of an earlier run's client.
+fn run_tag() -> String {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    format!("{}_{}", std::process::id(), RUN.fetch_add(1, Relaxed))
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -116,7 +122,7 @@ fn expand(t: &str, i: usize) -> String {
 pub async fn run_messages(port: u16, case: &Case, seconds: u64) -> Result<Outcome, String> {
     let c = Arc::new(Counters::default());
     let mut tasks = JoinSet::new();
-    let tag = std::process::id();
+    let tag = run_tag();
     for i in 0..case.subs {
         tasks.spawn(subscriber(
             port,
@@ -166,7 +172,7 @@ pub async fn run_connect(port: u16, n: usize) -> Result<f64, String> {
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let up = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
-    let tag = std::process::id();
+    let tag = run_tag();
     let start = Instant::now();
     for i in 0..n {
         let permit = gate
@@ -175,8 +181,9 @@ pub async fn run_connect(port: u16, n: usize) -> Result<f64, String> {
             .await
             .map_err(|e| e.to_string())?;
         let up = up.clone();
+        let id = format!("rc_{tag}_{i}");
         tasks.spawn(async move {
-            let (_client, mut el) = AsyncClient::new(options(format!("rc_{tag}_{i}"), port), 4);
+            let (_client, mut el) = AsyncClient::new(options(id, port), 4);
             loop {
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => break,

@@ -3,15 +3,17 @@
 //! [`Broker`], writes its output, and takes deliveries from its bounded channel.
 //! The loop is the one documented in `src/mqtt/session/mod.rs`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{oneshot, Notify};
 
+use super::mailbox;
 use super::{Broker, Handover, SubKey, ToConn};
 use crate::mqtt::codec::{Packet, ReasonCode};
 use crate::mqtt::session::{Action, Connection};
@@ -25,14 +27,11 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// session's maximum packet size from its header, so the buffer stays below that plus this.
 const READ_RESERVE: usize = 8192;
 
-/// Deliveries taken from the channel per wakeup before writing.
-const DRAIN_BUDGET: usize = 256;
-
 /// Per-connection state the task keeps beside the sans-IO machine.
 struct Task {
     broker: Broker,
     conn_id: u64,
-    tx: mpsc::Sender<ToConn>,
+    tx: mailbox::Sender<ToConn>,
     kick: Arc<Notify>,
     /// Client id once the session is open.
     client: Option<Arc<str>>,
@@ -42,7 +41,7 @@ struct Task {
 
 /// Serves one transport until the session machine closes.
 pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr) {
-    let (tx, mut rx) = mpsc::channel(broker.inner.channel_capacity);
+    let (tx, mut rx) = mailbox::channel(broker.inner.channel_capacity);
     let kick = Arc::new(Notify::new());
     let mut conn = Connection::new(
         broker.inner.config.clone(),
@@ -58,7 +57,9 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
         client: None,
         handover: None,
     };
-    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let mut buf = BytesMut::new();
+    let mut batch = VecDeque::new();
+    let mut last_batch = 0;
     loop {
         let now = Instant::now();
         let mut decoded = false;
@@ -94,12 +95,19 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
         if resumed || (decoded && !buf.is_empty()) {
             continue;
         }
-        if buf.capacity() - buf.len() < READ_RESERVE {
-            buf.reserve(READ_RESERVE);
+        if buf.is_empty() {
+            // Hold no buffers while waiting: an idle connection then costs no 8 KiB read
+            // buffer (`read_ready` allocates once data is there) and no delivery queue.
+            buf = BytesMut::new();
+            if last_batch <= 1 && batch.capacity() > 0 {
+                // Busy connections (bursts of deliveries) keep their two queue buffers.
+                batch = VecDeque::new();
+                rx.shrink();
+            }
         }
         let deadline = conn.poll_timeout();
         tokio::select! {
-            r = stream.read_buf(&mut buf), if !conn.is_awaiting_session() => match r {
+            r = stream.read_ready(&mut buf, READ_RESERVE), if !conn.is_awaiting_session() => match r {
                 Ok(0) => conn.handle_eof(Instant::now()),
                 Ok(n) => {
                     task.broker.inner.metrics.bytes_received.inc_by(n as u64);
@@ -109,24 +117,22 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
                     conn.handle_eof(Instant::now());
                 }
             },
-            m = rx.recv() => {
-                // Drain what is already queued (bounded): one wakeup, one write for a burst.
-                let mut next = m;
-                let mut budget = DRAIN_BUDGET;
-                while let Some(m) = next.take() {
+            () = rx.recv_batch(&mut batch) => {
+                // Everything queued (at most the channel capacity): one wakeup, one write for
+                // a burst.
+                let now = Instant::now();
+                last_batch = batch.len();
+                while let Some(m) = batch.pop_front() {
                     match m {
-                        ToConn::Deliver(d) => conn.deliver(&d, Instant::now()),
+                        ToConn::Deliver(d) => conn.deliver(&d, now),
                         ToConn::Takeover(reply) => {
                             task.handover = Some(reply);
-                            conn.takeover(Instant::now());
+                            conn.takeover(now);
                             break;
                         }
                     }
-                    budget -= 1;
-                    if budget > 0 {
-                        next = rx.try_recv().ok();
-                    }
                 }
+                batch.clear();
             }
             () = kick.notified() => conn.shutdown(ReasonCode::QuotaExceeded, Instant::now()),
             () = sleep_until(deadline), if deadline.is_some() => conn.handle_timeout(Instant::now()),

@@ -5,15 +5,18 @@
 //! [`Transport`](crate::mqtt::transport::Transport). There is no central broker task: the
 //! publish path reads the subscription table through the router's [`ReadMostly`] lock (writers
 //! are subscribes), then hands each delivery to the subscriber's bounded channel with
-//! `try_send`. A full channel (slow consumer) drops QoS 0; for QoS 1/2 a publishing client's
-//! task waits for room up to [`SLOW_CONSUMER_GRACE`] (backpressure: it stops reading its socket,
-//! so the publisher slows to the subscriber's pace, as TCP would), then disconnects the
-//! subscriber, counting `messages_dropped`; memory per connection stays bounded. The session store
+//! `try_send`. A full channel (slow consumer) holds up the publishing client's task
+//! (backpressure: it stops reading its socket, so the publisher slows to the subscriber's pace,
+//! as TCP would) for up to [`QOS0_GRACE`] (QoS 0: then dropped, and later QoS 0 deliveries to
+//! that channel drop at once until it drains) or [`SLOW_CONSUMER_GRACE`] (QoS 1/2: then the
+//! subscriber is disconnected), counting `messages_dropped`; memory per connection stays
+//! bounded (`mailbox`). The session store
 //! (client id → live connection or stored offline session) is one short-held mutex, as EMQX 4's
 //! `emqx_cm` registry is one ETS table.
 
 mod cluster;
 mod conn;
+pub mod mailbox;
 mod store;
 
 use std::collections::HashMap;
@@ -64,21 +67,27 @@ pub enum ToConn {
 /// subscriber is disconnected as a slow consumer.
 pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 
-/// A QoS 1/2 delivery that found its subscriber's channel full.
+/// How long a publisher waits for room in a subscriber's full channel (QoS 0) before the
+/// delivery is dropped and the channel marked congested.
+pub const QOS0_GRACE: Duration = Duration::from_millis(20);
+
+/// A delivery that found its subscriber's channel full.
 struct Blocked {
-    tx: mpsc::Sender<ToConn>,
+    tx: mailbox::Sender<ToConn>,
     kick: Arc<tokio::sync::Notify>,
     client: Arc<str>,
     delivery: Delivery,
 }
 
 impl Blocked {
-    /// The subscriber did not make room: drop the delivery and disconnect it.
+    /// The subscriber did not make room: drop the delivery; for QoS 1/2 also disconnect it
+    /// (QoS 0 may be lost, a QoS 1/2 delivery may not silently).
     fn give_up(self, broker: &Broker) {
         let _ = broker.inner.metrics.messages_dropped.inc();
-        tracing::warn!(client = %self.client, "slow consumer: disconnecting");
-        self.kick.notify_one();
-        drop(self.delivery);
+        if self.delivery.message.qos != QoS::AtMostOnce {
+            tracing::warn!(client = %self.client, "slow consumer: disconnecting");
+            self.kick.notify_one();
+        }
     }
 }
 
@@ -241,9 +250,12 @@ impl Broker {
         }
     }
 
-    /// [`Broker::route`] for a client's PUBLISH: a QoS 1/2 delivery that finds a full channel
-    /// is awaited for up to [`SLOW_CONSUMER_GRACE`] (holding up only this publisher) before the
-    /// subscriber is disconnected.
+    /// [`Broker::route`] for a client's PUBLISH, with flow control: a delivery that finds its
+    /// subscriber's channel full is awaited, holding up only this publisher (which then stops
+    /// reading its socket, so it slows to the subscriber's pace as over one TCP connection).
+    /// QoS 1/2 waits up to [`SLOW_CONSUMER_GRACE`], then disconnects the subscriber; QoS 0
+    /// waits up to [`QOS0_GRACE`], then is dropped and marks the channel congested, so that
+    /// later QoS 0 deliveries to a subscriber that is not reading drop at once.
     pub async fn route_publish(&self, msg: &Arc<Message>) {
         let blocked = self.route_nowait(msg);
         self.forward(msg);
@@ -254,10 +266,17 @@ impl Broker {
                 client,
                 delivery,
             } = blocked;
-            let sent = tx
-                .send_timeout(ToConn::Deliver(delivery), SLOW_CONSUMER_GRACE)
-                .await;
+            let best_effort = delivery.message.qos == QoS::AtMostOnce;
+            let grace = if best_effort {
+                QOS0_GRACE
+            } else {
+                SLOW_CONSUMER_GRACE
+            };
+            let sent = tx.send_timeout(ToConn::Deliver(delivery), grace).await;
             if let Err(mpsc::error::SendTimeoutError::Timeout(ToConn::Deliver(delivery))) = sent {
+                if best_effort {
+                    tx.mark_congested();
+                }
                 Blocked {
                     tx,
                     kick,
@@ -269,7 +288,8 @@ impl Broker {
         }
     }
 
-    /// Delivers what fits at once; returns the QoS 1/2 deliveries whose channel was full.
+    /// Delivers what fits at once; returns the deliveries whose channel was full (QoS 0 ones
+    /// only while the channel is not marked congested).
     fn route_nowait(&self, msg: &Arc<Message>) -> Vec<Blocked> {
         let mut blocked = Vec::new();
         let mut targets: Vec<(SubKey, bool)> = Vec::new();
@@ -302,7 +322,7 @@ impl Broker {
                     match tx.try_send(ToConn::Deliver(d)) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(ToConn::Deliver(d))) => {
-                            if d.message.qos == QoS::AtMostOnce {
+                            if d.message.qos == QoS::AtMostOnce && tx.is_congested() {
                                 let _ = self.inner.metrics.messages_dropped.inc();
                             } else {
                                 blocked.push(Blocked {

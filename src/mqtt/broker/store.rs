@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use super::{lock, Broker, SubKey, ToConn};
+use super::{lock, mailbox, Broker, SubKey, ToConn};
 use crate::mqtt::session::{SessionExpiry, SessionState};
 
 /// How long a new connection waits for the old holder of its client id to hand over.
@@ -22,7 +22,7 @@ pub enum SessionEntry {
         /// Identifies the holding connection (a closing old holder must not evict a new one).
         conn_id: u64,
         /// Its delivery channel.
-        tx: mpsc::Sender<ToConn>,
+        tx: mailbox::Sender<ToConn>,
         /// Wakes it to close (slow consumer).
         kick: Arc<Notify>,
     },
@@ -46,7 +46,7 @@ impl Broker {
         client: Arc<str>,
         clean_start: bool,
         conn_id: u64,
-        tx: mpsc::Sender<ToConn>,
+        tx: mailbox::Sender<ToConn>,
         kick: Arc<Notify>,
     ) -> Option<SessionState> {
         let old = lock(&self.inner.sessions).remove(&client);

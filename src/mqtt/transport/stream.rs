@@ -6,7 +6,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -30,6 +31,33 @@ impl Transport {
             Transport::Tcp(_) => "tcp",
             Transport::Tls(_) => "ssl",
             Transport::Ws(_) => "ws",
+        }
+    }
+}
+
+impl Transport {
+    /// Reads into `buf`, reserving `reserve` bytes of room only once the socket has data: a
+    /// plain TCP connection waits for readiness with no buffer, so an idle connection holds
+    /// none (the broker drops an emptied buffer before waiting). TLS and WebSocket streams
+    /// buffer inside their own state and read as usual.
+    pub async fn read_ready(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => loop {
+                s.readable().await?;
+                if buf.capacity() - buf.len() < reserve {
+                    buf.reserve(reserve);
+                }
+                match s.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            },
+            _ => {
+                if buf.capacity() - buf.len() < reserve {
+                    buf.reserve(reserve);
+                }
+                self.read_buf(buf).await
+            }
         }
     }
 }
