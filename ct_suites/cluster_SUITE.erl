@@ -29,7 +29,8 @@
 -export([beamq_joins_beam/1, leave/1, beam_joins_beamq/1, restart_member/1,
          force_leave_beam/1, force_leave_beamq/1, join_while_in_other_cluster/1]).
 -export([route_mqtt_across_nodes/1, route_publish_from_beam/1, route_stock_node_member/1,
-         route_one_dispatch_per_node/1, route_unsubscribe/1, route_node_killed/1]).
+         route_one_dispatch_per_node/1, route_unsubscribe/1, route_node_killed/1,
+         interop_local_rules/1]).
 %% Run on the peers.
 -export([p_erpc/4, p_collector/3, p_stock_collector/2, p_collected/1, p_unsubscribe/2]).
 
@@ -46,7 +47,8 @@ groups() ->
     Cases = [beamq_joins_beam, leave, beam_joins_beamq, restart_member, force_leave_beam,
              force_leave_beamq, join_while_in_other_cluster,
              route_mqtt_across_nodes, route_publish_from_beam, route_stock_node_member,
-             route_one_dispatch_per_node, route_unsubscribe, route_node_killed],
+             route_one_dispatch_per_node, route_unsubscribe, route_node_killed,
+             interop_local_rules],
     [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
 
 init_per_suite(Config) ->
@@ -351,6 +353,63 @@ route_node_killed(Config) ->
     wait_lines(Sub, ["t/k m4"]),
     mqtt_pub(Config, b3, "k/1", "m5"),
     wait_collected(Config, X, ksub, [{deliver, <<"k/1">>, <<"m5">>}]).
+
+%% The BEAM broker's own rules: MQTT matching (`#' matches the parent and everything but
+%% `$'-topics, `+' one level), one member of a share group per message, a dead subscriber's
+%% route removed everywhere, and bad input (invalid filters and topics, malformed dispatches
+%% and stray messages, also sent from a beamq node) refused or logged, never a crash.
+interop_local_rules(Config) ->
+    [B1 | _] = ?config(beamqs, Config),
+    X = ?config(x, Config),
+    Nodes = all_nodes(Config),
+    Before = on(Config, X, beamq_routes, list, []),
+    Broker = on(Config, X, erlang, whereis, [beamq_broker]),
+    true = is_pid(Broker),
+    Subs = [{lr_hash, <<"#">>}, {lr_parent, <<"l/#">>}, {lr_plus, <<"+/b">>},
+            {lr_sys, <<"$SYS/#">>}, {lr_sh1, <<"$share/g/l/s">>}, {lr_sh2, <<"$share/g/l/s">>}],
+    [ok = on(Config, X, ?MODULE, p_collector, [Name, [F], payload]) || {Name, F} <- Subs],
+    ok = wait_until(fun() ->
+                            lists:all(fun(N) ->
+                                              call(Config, N, beamq_routes, list, [<<"l/s">>])
+                                                  =:= {ok, [{<<"l/s">>, [X]}]}
+                                      end, Nodes)
+                    end, ?WAIT_MS),
+    {error, invalid_filter} = on(Config, X, beamq_interop, subscribe, [<<"a/#/b">>]),
+    {error, invalid_filter} = on(Config, X, beamq_interop, subscribe, [<<"a+">>]),
+    {error, bad_share_group} = on(Config, X, beamq_interop, subscribe, [<<"$share//a">>]),
+    {error, invalid_topic} = on(Config, X, beamq_interop, publish, [<<"l/+">>, <<"p">>]),
+    {error, invalid_topic} = on(Config, X, beamq_interop, publish, [<<>>, <<"p">>]),
+    {error, {bad_qos, 3}} = on(Config, X, beamq_interop, publish, [<<"l">>, <<"p">>, 3]),
+    [ok = on(Config, X, beamq_interop, publish, [T, <<"p">>])
+     || T <- [<<"l">>, <<"l/b">>, <<"$SYS/b">>, <<"l/s">>]],
+    %% Garbage, locally and from a beamq node; then a well-formed dispatch from that node.
+    Msg = {message, <<0:128>>, 0, <<"c">>, #{}, #{}, <<"l/w">>, <<"v">>, 1},
+    [on(Config, X, erlang, send, [beamq_broker, Junk])
+     || Junk <- [garbage, {dispatch, <<"l/w">>, {delivery, Broker, {message, bad}}},
+                 {dispatch, <<"l/+">>, {delivery, Broker, Msg}}, {'$gen_cast', junk}]],
+    {error, unknown_call} = on(Config, X, gen_server, call, [beamq_broker, junk]),
+    _ = on(Config, B1, erlang, send, [{beamq_broker, X}, {dispatch, 1, 2}]),
+    _ = on(Config, B1, erlang, send, [{beamq_broker, X}, {dispatch, <<"l/w">>, {delivery, Broker, Msg}}]),
+    wait_collected(Config, X, lr_hash, [{deliver, T, <<"p">>} || T <- [<<"l">>, <<"l/b">>, <<"l/s">>]]
+                   ++ [{deliver, <<"l/w">>, <<"v">>}]),
+    wait_collected(Config, X, lr_parent, [{deliver, T, <<"p">>} || T <- [<<"l">>, <<"l/b">>, <<"l/s">>]]
+                   ++ [{deliver, <<"l/w">>, <<"v">>}]),
+    wait_collected(Config, X, lr_plus, [{deliver, <<"l/b">>, <<"p">>}]),
+    wait_collected(Config, X, lr_sys, [{deliver, <<"$SYS/b">>, <<"p">>}]),
+    [{deliver, <<"l/s">>, <<"p">>}] = on(Config, X, ?MODULE, p_collected, [lr_sh1])
+        ++ on(Config, X, ?MODULE, p_collected, [lr_sh2]),
+    Broker = on(Config, X, erlang, whereis, [beamq_broker]),
+    %% A subscriber that dies takes its route with it, on every node.
+    true = on(Config, X, erlang, exit, [on(Config, X, erlang, whereis, [lr_plus]), kill]),
+    ok = wait_until(fun() ->
+                            lists:all(fun(N) ->
+                                              call(Config, N, beamq_routes, list, [<<"+/b">>]) =:= {ok, []}
+                                      end, Nodes)
+                    end, ?WAIT_MS),
+    [true = on(Config, X, erlang, exit, [on(Config, X, erlang, whereis, [Name]), kill])
+     || {Name, _} <- Subs, Name =/= lr_plus],
+    wait_routes(Config, Nodes, Before),
+    Broker = on(Config, X, erlang, whereis, [beamq_broker]).
 
 %%--------------------------------------------------------------------
 %% Run on the peers
