@@ -3,12 +3,15 @@
 //! (`get_members/2` reads ETS without asking the scope). Subscribers get every change, in the
 //! order the scope applied them, as `pg:monitor_scope/1` monitors get `{Ref, join | leave,
 //! Group, Pids}` (`lib/kernel/src/pg.erl` `notify_group/5`).
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 
 use tokio::sync::mpsc;
 
 use super::key::TermKey;
 use crate::dist::etf::{Pid, Term};
+
+/// foldhash, as in the scope state (a sync inserts a peer's groups by the million).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// One change of a group's members (pids with multiplicity: pg lets a process join a group
 /// several times, and each join needs its own leave).
@@ -69,6 +72,16 @@ impl Groups {
             .get(group)
             .map(|e| e.local.clone())
             .unwrap_or_default()
+    }
+
+    /// How many groups have at least one member (`ets:info(Scope, size)` on BEAM).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No group has a member.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// Groups with at least one member (`pg:which_groups/1`).

@@ -217,6 +217,11 @@ impl Scope {
         self.table().groups()
     }
 
+    /// How many groups have members, without copying them (`ets:info(Scope, size)`).
+    pub fn group_count(&self) -> usize {
+        self.table().len()
+    }
+
     /// `pg:which_local_groups(Scope)`.
     pub fn which_local_groups(&self) -> Vec<Term> {
         self.table().local_groups()

@@ -9,13 +9,17 @@
 //!
 //! A BEAM scope crashes (`erlang:error(badarg)`) on any other cast or info message, so this side
 //! sends nothing else; it logs and ignores what it does not understand instead of crashing.
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::groups::{subtract, Groups};
 use super::key::TermKey;
 use crate::dist::etf::{Atom, Pid, Reference, Term};
 use crate::node::Dest;
+
+/// Groups arrive from peers by the million (a joining node's sync): foldhash, as the router's
+/// tables, instead of SipHash, which was the largest cost of a sync.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// What the protocol asks of the process running it.
 pub trait Effects {
@@ -29,11 +33,18 @@ pub trait Effects {
 
 /// One scope's state: local members with their monitor, peer scopes with theirs and their
 /// members by group (`#state{local, remote}` in pg.erl), and the shared table.
+///
+/// pg.erl keeps each local pid's groups as a list (`[Group | Groups]` on join,
+/// `lists:delete/2` on leave, which drops the newest join of that group); here each group maps
+/// to the sequence numbers of its joins, so a broker process that is the member of a million
+/// route groups joins and leaves each in O(1), not O(groups), and the list pg.erl would hold
+/// (newest first) can still be rebuilt when the process goes down.
 #[derive(Debug)]
 pub struct ScopeState {
     scope: Atom,
     me: Pid,
-    local: HashMap<Pid, (Reference, Vec<TermKey>)>,
+    local: HashMap<Pid, (Reference, HashMap<TermKey, Vec<u64>>)>,
+    joins: u64,
     remote: HashMap<Pid, (Reference, HashMap<TermKey, Vec<Pid>>)>,
     groups: Arc<Mutex<Groups>>,
 }
@@ -70,8 +81,9 @@ impl ScopeState {
         ScopeState {
             scope,
             me,
-            local: HashMap::new(),
-            remote: HashMap::new(),
+            local: HashMap::default(),
+            joins: 0,
+            remote: HashMap::default(),
             groups,
         }
     }
@@ -97,11 +109,14 @@ impl ScopeState {
     pub fn join_local(&mut self, group: Term, pids: &[Pid], wire: Term, fx: &mut dyn Effects) {
         let key = TermKey::new(group.clone());
         for p in pids {
+            self.joins += 1;
             match self.local.get_mut(p) {
-                Some((_, gs)) => gs.insert(0, key.clone()),
+                Some((_, gs)) => gs.entry(key.clone()).or_default().push(self.joins),
                 None => {
                     let r = fx.monitor(*p);
-                    self.local.insert(*p, (r, vec![key.clone()]));
+                    let mut gs = HashMap::default();
+                    gs.insert(key.clone(), vec![self.joins]);
+                    self.local.insert(*p, (r, gs));
                 }
             }
         }
@@ -124,11 +139,14 @@ impl ScopeState {
             let Some((r, gs)) = self.local.get_mut(p) else {
                 continue;
             };
-            let Some(i) = gs.iter().position(|g| g == &key) else {
+            let Some(seqs) = gs.get_mut(&key) else {
                 continue;
             };
             changed = true;
-            gs.remove(i);
+            seqs.pop();
+            if seqs.is_empty() {
+                gs.remove(&key);
+            }
             if gs.is_empty() {
                 let r = *r;
                 self.local.remove(p);
@@ -199,10 +217,11 @@ impl ScopeState {
 
     /// `all_local_pids/1`: `[{Group, [Pid]}]` of local members.
     fn local_groups_term(&self) -> Term {
-        let mut by_group: HashMap<&TermKey, Vec<Term>> = HashMap::new();
+        let mut by_group: HashMap<&TermKey, Vec<Term>> = HashMap::default();
         for (pid, (_, gs)) in &self.local {
-            for g in gs {
-                by_group.entry(g).or_default().push(Term::Pid(*pid));
+            for (g, seqs) in gs {
+                let pids = by_group.entry(g).or_default();
+                pids.extend(seqs.iter().map(|_| Term::Pid(*pid)));
             }
         }
         Term::list(
@@ -229,7 +248,7 @@ impl ScopeState {
                 Dest::Pid(peer),
                 Term::tuple(vec![Term::atom("discover"), Term::Pid(self.me)]),
             );
-            self.remote.insert(peer, (r, HashMap::new()));
+            self.remote.insert(peer, (r, HashMap::default()));
         }
     }
 
@@ -237,9 +256,9 @@ impl ScopeState {
     fn sync(&mut self, peer: Pid, groups: Vec<(TermKey, Vec<Pid>)>, fx: &mut dyn Effects) {
         let (r, mut old) = match self.remote.remove(&peer) {
             Some(v) => v,
-            None => (fx.monitor(peer), HashMap::new()),
+            None => (fx.monitor(peer), HashMap::default()),
         };
-        let mut new = HashMap::new();
+        let mut new = HashMap::with_capacity_and_hasher(groups.len(), Default::default());
         {
             let mut table = self.table();
             for (g, pids) in groups {
@@ -292,9 +311,16 @@ impl ScopeState {
                 Some((mr, _)) if *mr == r => {}
                 _ => return,
             }
-            let Some((_, groups)) = self.local.remove(&pid) else {
+            let Some((_, joined)) = self.local.remove(&pid) else {
                 return;
             };
+            // pg.erl's list: a group once per join, newest first.
+            let mut by_age: Vec<(u64, &TermKey)> = joined
+                .iter()
+                .flat_map(|(g, seqs)| seqs.iter().map(move |s| (*s, g)))
+                .collect();
+            by_age.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let groups: Vec<&TermKey> = by_age.into_iter().map(|(_, g)| g).collect();
             {
                 let mut table = self.table();
                 for g in &groups {
