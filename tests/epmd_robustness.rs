@@ -157,21 +157,18 @@ fn ten_thousand_registrations_at_once() {
 fn closed_stderr_does_not_break_serving() {
     // An Erlang port or a shell pipe may close the daemon's stderr; log lines must not then
     // take down the connection that triggered them (a refused registration logs a warning).
-    let port = free_port();
-    let mut child = std::process::Command::new(beamq_bin())
-        .args(["epmd", "-port", &port.to_string(), "-address", "127.0.0.1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn beamq epmd");
-    drop(child.stderr.take());
-    let daemon = Daemon {
-        child,
-        port,
-        name: "beamq",
-    };
-    wait_listening(port);
+    let daemon = start_on_free_port("beamq", |port| {
+        let mut child = std::process::Command::new(beamq_bin())
+            .args(["epmd", "-port", &port.to_string(), "-address", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn beamq epmd");
+        drop(child.stderr.take());
+        child
+    });
+    let port = daemon.port;
     let (_a, first) = register(port, &alive2_body(b"dup", 1, 6, b""));
     assert_eq!(&first[..2], &[118, 0]);
     let (_b, second) = register(port, &alive2_body(b"dup", 1, 6, b""));

@@ -67,24 +67,93 @@ impl Daemon {
 
 /// Start an epmd binary in the foreground on a fresh loopback port with extra flags.
 pub fn start_with(program: &Path, prefix: &[&str], name: &'static str, extra: &[&str]) -> Daemon {
-    let port = free_port();
-    let port_s = port.to_string();
-    let mut args: Vec<&str> = prefix.to_vec();
-    args.extend(["-port", &port_s, "-address", "127.0.0.1"]);
-    args.extend(extra);
-    let child = Command::new(program)
-        .args(&args)
-        .env_remove("ERL_EPMD_PORT")
-        .env_remove("ERL_EPMD_ADDRESS")
-        .env_remove("ERL_EPMD_RELAXED_COMMAND_CHECK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn epmd");
-    let daemon = Daemon { child, port, name };
-    wait_listening(port);
-    daemon
+    start_on_free_port(name, |port| {
+        let port_s = port.to_string();
+        let mut args: Vec<&str> = prefix.to_vec();
+        args.extend(["-port", &port_s, "-address", "127.0.0.1"]);
+        args.extend(extra);
+        let mut command = Command::new(program);
+        command
+            .args(&args)
+            .env_remove("ERL_EPMD_PORT")
+            .env_remove("ERL_EPMD_ADDRESS")
+            .env_remove("ERL_EPMD_RELAXED_COMMAND_CHECK")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command.spawn().expect("spawn epmd")
+    })
+}
+
+/// Spawn a daemon (`spawn(port)`) on a port that was free when picked, and wait until that very
+/// process listens on it. The port may be taken by anything else on the machine between the
+/// pick and the daemon's bind (a kernel-chosen port is also every client socket's candidate
+/// source port); then the daemon exits "already running" and something else may even answer on
+/// the port. So only a listening socket owned by our child counts, and a child that exits
+/// before listening is started again on a fresh port (5 tries).
+pub fn start_on_free_port(name: &'static str, mut spawn: impl FnMut(u16) -> Child) -> Daemon {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut daemon = Daemon {
+            child: spawn(port),
+            port,
+            name,
+        };
+        if wait_owned_listener(&mut daemon) {
+            return daemon;
+        }
+    }
+    panic!("{name}: could not start on a free port in 5 tries");
+}
+
+/// Until `daemon.child` listens on 127.0.0.1:`daemon.port` (true) or exits (false); 10 s at most.
+fn wait_owned_listener(daemon: &mut Daemon) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(_)) = daemon.child.try_wait() {
+            return false;
+        }
+        if listens_on(daemon.child.id(), daemon.port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{} never listened on 127.0.0.1:{}",
+        daemon.name, daemon.port
+    );
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (Linux: the socket inodes in
+/// /proc/PID/fd against the LISTEN rows of /proc/net/tcp{,6}).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect();
+    let want_port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|row| {
+                let cols: Vec<&str> = row.split_whitespace().collect();
+                cols.len() > 9
+                    && cols[1].ends_with(&want_port)
+                    && cols[3] == "0A"
+                    && inodes.iter().any(|i| i == cols[9])
+            })
+    })
 }
 
 /// Our epmd with extra flags.
