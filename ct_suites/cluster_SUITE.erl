@@ -716,9 +716,10 @@ wait_value_loop(F, Deadline) ->
             end
     end.
 
-%% An ekka offset whose dist port (4370 + N) is free now.
+%% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
+%% (32768..): there no connect() on the machine takes it before the node listens.
 free_ekka_offset() ->
-    N = 20000 + rand:uniform(30000),
+    N = 1000 + rand:uniform(27000),
     case gen_tcp:listen(4370 + N, [{ip, {127, 0, 0, 1}}]) of
         {ok, S} -> gen_tcp:close(S), N;
         _ -> free_ekka_offset()

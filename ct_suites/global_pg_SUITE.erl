@@ -299,9 +299,10 @@ start_peer(Config, Tries) ->
         Failed -> Failed
     end.
 
-%% An ekka offset whose dist port (4370 + N) is free now.
+%% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
+%% (32768..): there no connect() on the machine takes it before the node listens.
 free_ekka_offset() ->
-    N = 20000 + rand:uniform(30000),
+    N = 1000 + rand:uniform(27000),
     case port_free(4370 + N) of
         true -> N;
         false -> free_ekka_offset()

@@ -16,7 +16,8 @@ use beamq::node::pg::{Membership, Scope, ROUTE_SCOPE};
 /// A node name whose ekka dist port (4370 + suffix) is free now.
 fn free_name() -> String {
     loop {
-        let n: u16 = 20_000 + rand::random::<u16>() % 30_000;
+        // Below the kernel's client port range (32768..): no client socket takes it meanwhile.
+        let n: u16 = 1_000 + rand::random::<u16>() % 27_000;
         if std::net::TcpListener::bind(("127.0.0.1", 4370 + n)).is_ok() {
             return format!("gpt{n}@127.0.0.1");
         }

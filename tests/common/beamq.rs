@@ -27,10 +27,11 @@ impl Drop for Beamq {
     }
 }
 
-/// A node name whose ekka dist port (4370 + suffix) is free now.
+/// A node name whose ekka dist port (4370 + suffix) is free now, below the kernel's client port
+/// range (see `ports::ephemeral_low`) so no client socket takes it before the node binds it.
 pub fn free_node_name(prefix: &str) -> String {
     loop {
-        let n: u16 = 20000 + rand::random::<u16>() % 30000;
+        let n: u16 = 1000 + rand::random::<u16>() % 27000;
         if TcpListener::bind(("127.0.0.1", 4370 + n)).is_ok() {
             return format!("{prefix}{n}@127.0.0.1");
         }

@@ -13,10 +13,23 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// `n` consecutive name suffixes S.. with every ekka dist port 4370 + S + i free.
+/// The first port the kernel hands out to client sockets (`ip_local_port_range`, 32768 by
+/// default). Ports a test picks itself stay below it: every `connect` on the machine takes a
+/// port from that range (and keeps it for 60 s in TIME_WAIT), so a port found free there is
+/// often taken by the time the node binds it.
+pub fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768)
+}
+
+/// `n` consecutive name suffixes S.. with every ekka dist port 4370 + S + i free, all below
+/// [`ephemeral_low`].
 pub fn free_suffixes(n: u16) -> u16 {
+    let span = ephemeral_low().saturating_sub(4370 + 1000 + n).max(1);
     loop {
-        let s = 20000 + rand::random::<u16>() % 40000;
+        let s = 1000 + rand::random::<u16>() % span;
         if (0..n).all(|i| is_free(4370 + s + i)) {
             return s;
         }
@@ -24,9 +37,10 @@ pub fn free_suffixes(n: u16) -> u16 {
 }
 
 /// A base port offset K such that, for every node i < `n` with offset K + `step` * i, the MQTT
-/// (1883), WebSocket (8083), TLS (8883), HTTP (18083) and epmd-mode dist (6369) ports are free.
+/// (1883), WebSocket (8083), TLS (8883), HTTP (18083) and epmd-mode dist (6369) ports are free,
+/// all below [`ephemeral_low`].
 pub fn free_port_offset(n: u16, step: u16) -> u16 {
-    let top = 65535 - 18083 - step * n;
+    let top = ephemeral_low().saturating_sub(18083 + step * n).max(2);
     loop {
         let k = 1 + rand::random::<u16>() % top;
         let ports =

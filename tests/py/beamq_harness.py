@@ -41,7 +41,8 @@ __all__ = [
 def _free_node_name(prefix):
     """A node name whose ekka dist port (4370 + numeric suffix) is free now."""
     while True:
-        n = random.randrange(20000, 50000)
+        # below the kernel's client ports (32768..): no connect() takes it meanwhile
+        n = random.randrange(1000, 28000)
         s = socket.socket()
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
