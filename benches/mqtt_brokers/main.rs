@@ -28,6 +28,10 @@ struct Opts {
     axes: Vec<String>,
     idle: Vec<usize>,
     connect_n: usize,
+    /// Only cases whose name contains one of these.
+    cases: Vec<String>,
+    /// Only these brokers (idle axis).
+    brokers: Vec<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -38,6 +42,8 @@ fn parse_opts() -> Result<Opts, String> {
         axes: vec!["messages".into(), "connect".into(), "idle".into()],
         idle: vec![10_000],
         connect_n: 5_000,
+        cases: Vec::new(),
+        brokers: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -59,6 +65,8 @@ fn parse_opts() -> Result<Opts, String> {
                     .map(|n| n.parse().map_err(|_| "bad --idle"))
                     .collect::<Result<_, _>>()?
             }
+            "--brokers" => o.brokers = val()?.split(',').map(str::to_owned).collect(),
+            "--cases" => o.cases = val()?.split(',').map(str::to_owned).collect(),
             "--connect" => o.connect_n = val()?.parse().map_err(|_| "bad --connect")?,
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             "--bench" => {}
@@ -87,8 +95,8 @@ fn order(r: usize) -> Vec<Kind> {
         .collect()
 }
 
-/// A fresh broker for one run: nothing left over from an earlier case (rumqttd, for one,
-/// stopped accepting subscriptions after a 1→100 flood when reused).
+/// A fresh broker for one run: nothing left over from an earlier run (rumqttd, for one,
+/// stopped completing SUBSCRIBEs after a 1→100 or 100→1 flood when reused).
 fn fresh(kind: Kind, bins: &Binaries) -> Option<Broker> {
     match Broker::start(kind, bins, 20_000) {
         Ok(b) => Some(b),
@@ -100,13 +108,15 @@ fn fresh(kind: Kind, bins: &Binaries) -> Option<Broker> {
 }
 
 fn run_messages(o: &Opts, bins: &Binaries, rt: &tokio::runtime::Runtime, table: &mut Table) {
-    for case in cases(o.quick) {
+    let wanted =
+        |name: &str| o.cases.is_empty() || o.cases.iter().any(|c| name.contains(c.as_str()));
+    for case in cases(o.quick).into_iter().filter(|c| wanted(c.name)) {
         for r in 0..o.rounds {
             for kind in order(r) {
-                let Some(b) = fresh(kind, bins) else {
-                    continue;
-                };
                 for gen in GENERATORS {
+                    let Some(b) = fresh(kind, bins) else {
+                        continue;
+                    };
                     let res = if gen == "rumqttc" {
                         rt.block_on(rumqttc_gen::run_messages(b.port, &case, o.seconds))
                     } else {
@@ -171,7 +181,10 @@ fn run_connect(o: &Opts, bins: &Binaries, rt: &tokio::runtime::Runtime, table: &
 /// by `beamq bench conn` (sources spread over 127.0.1.0/24).
 fn run_idle(o: &Opts, bins: &Binaries, table: &mut Table) {
     for &n in &o.idle {
-        for kind in KINDS {
+        for kind in KINDS
+            .into_iter()
+            .filter(|k| o.brokers.is_empty() || o.brokers.iter().any(|b| b == k.name()))
+        {
             let b = match Broker::start(kind, bins, n + 1000) {
                 Ok(b) => b,
                 Err(e) => {

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The outbound QoS 1/2 window every broker gets: rumqttd's shipped `max_inflight_count`
+/// (mosquitto's `max_inflight_messages` defaults to 20, beamq's `mqtt.max_inflight` to 32, as
+/// EMQX's), so that QoS 1 throughput compares brokers, not window sizes.
+pub const WINDOW: u16 = 100;
+
 /// Which broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -63,8 +68,21 @@ fn free_ekka_number() -> u16 {
 }
 
 impl Broker {
-    /// Starts `kind` and waits until its MQTT port accepts connections.
+    /// Starts `kind` and waits until its MQTT port accepts connections. Retried on a fresh
+    /// port: beamq binds 0.0.0.0, which a client socket of an earlier run on 127.0.1.x (same
+    /// port number, TIME_WAIT) can still block.
     pub fn start(kind: Kind, bins: &Binaries, max_conns: usize) -> Result<Broker, String> {
+        let mut last = String::new();
+        for _ in 0..4 {
+            match Broker::start_once(kind, bins, max_conns) {
+                Ok(b) => return Ok(b),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(kind: Kind, bins: &Binaries, max_conns: usize) -> Result<Broker, String> {
         let port = free_port().map_err(|e| e.to_string())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.path().join("log")).map_err(|e| e.to_string())?;
@@ -73,7 +91,8 @@ impl Broker {
                 let conf = dir.path().join("mosquitto.conf");
                 let text = format!(
                     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                     max_connections -1\nlog_dest stderr\nlog_type error\n"
+                     max_connections -1\nmax_inflight_messages {WINDOW}\n\
+                     log_dest stderr\nlog_type error\n"
                 );
                 std::fs::write(&conf, text).map_err(|e| e.to_string())?;
                 let mut c = Command::new(&bins.mosquitto);
@@ -96,7 +115,8 @@ impl Broker {
                     .args(["--port-offset", &(20000 + n).to_string()])
                     .arg("--data-dir")
                     .arg(dir.path().join("data"));
-                c.env("RUST_LOG", "warn");
+                c.env("RUST_LOG", "warn")
+                    .env("EMQX_MQTT__MAX_INFLIGHT", WINDOW.to_string());
                 c
             }
         };
@@ -106,7 +126,7 @@ impl Broker {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{}: {e}", kind.name()))?;
-        let broker = Broker {
+        let mut broker = Broker {
             kind,
             port,
             child,
@@ -116,11 +136,14 @@ impl Broker {
         Ok(broker)
     }
 
-    fn wait_listening(&self) -> Result<(), String> {
+    fn wait_listening(&mut self) -> Result<(), String> {
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -159,7 +182,7 @@ fn rumqttd_config(port: u16, max_conns: usize) -> String {
          max_outgoing_packet_count = 200\nmax_segment_size = 104857600\nmax_segment_count = 10\n\n\
          [v4.1]\nname = \"v4-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\
          [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 20480\n\
-         max_inflight_count = 100\ndynamic_filters = true\n"
+         max_inflight_count = {WINDOW}\ndynamic_filters = true\n"
     );
     s
 }

@@ -107,7 +107,7 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
         }
         let deadline = conn.poll_timeout();
         tokio::select! {
-            r = stream.read_ready(&mut buf, READ_RESERVE), if !conn.is_awaiting_session() => match r {
+            r = stream.read_ready(&mut buf, read_reserve(&conn)), if !conn.is_awaiting_session() => match r {
                 Ok(0) => conn.handle_eof(Instant::now()),
                 Ok(n) => {
                     task.broker.inner.metrics.bytes_received.inc_by(n as u64);
@@ -139,6 +139,18 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// Read room to reserve: small until CONNECT is handled. The decoded CONNECT's strings are
+/// zero-copy slices of the buffer they were read into, and the session keeps them for the
+/// connection's lifetime, which pins that whole allocation: 512 bytes (room for a usual
+/// CONNECT; a larger one grows the buffer) instead of `READ_RESERVE` per idle connection.
+fn read_reserve(conn: &Connection) -> usize {
+    if conn.is_connected() {
+        READ_RESERVE
+    } else {
+        512
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
