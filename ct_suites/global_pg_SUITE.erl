@@ -174,6 +174,9 @@ partition_prevention(Config) ->
         true = peer:call(PeerC, net_kernel, connect_node, [B], 15000),
         {ok, _} = peer:call(PeerC, ?MODULE, p_sync_timed, [[]], 20000),
         ok = wait_for(fun() -> lists:member(A, peer:call(PeerC, erlang, nodes, [])) andalso ok end, 200),
+        %% c may list a a moment before a lists c (each side's net_kernel takes its own nodeup);
+        %% disconnect_node/1 on a is false until then.
+        ok = wait_for(fun() -> lists:member(C, pcall(Config, erlang, nodes, [])) andalso ok end, 200),
         true = pcall(Config, erlang, disconnect_node, [C]),
         %% Which fully connected partitions remain depends on timing (as between BEAM nodes);
         %% what must not remain is beamq connected to both a and c.
