@@ -261,7 +261,8 @@ fn expect_line(rx: &mpsc::Receiver<String>, line: &str) {
 }
 
 /// A stock erl node (ekka-mode port mapping by interop/beamq_epmd.erl) with `route_sink`, a
-/// plain process in `t/#`, `t/+` and `t/a` that keeps every message it gets in its mailbox.
+/// plain process in `t/#`, `t/+` and `t/a` that keeps every message it gets in its mailbox. It
+/// also joins two groups that are not topic filters (an atom, `bad/#/x`): beamq ignores them.
 fn start_erl(name: &str, beamq: &[&str], dir: &Path) -> Proc {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/beamq_epmd.erl");
     let st = Command::new("erlc")
@@ -279,7 +280,8 @@ fn start_erl(name: &str, beamq: &[&str], dir: &Path) -> Proc {
     let eval = format!(
         "pg:start(beamq_route), \
          register(route_sink, spawn(fun() -> \
-             [pg:join(beamq_route, G, self()) || G <- [<<\"t/#\">>, <<\"t/+\">>, <<\"t/a\">>]], \
+             [pg:join(beamq_route, G, self()) || G <- [<<\"t/#\">>, <<\"t/+\">>, <<\"t/a\">>, \
+                                                      not_a_filter, <<\"bad/#/x\">>]], \
              receive stop -> ok end end)), \
          [net_kernel:connect_node(N) || N <- [{nodes}]]."
     );
@@ -437,6 +439,12 @@ fn routes_replicate_and_publishes_forward_once_per_member() {
         ]),
     ]);
     let dest = Term::tuple(vec![Term::atom("beamq_broker"), Term::atom(n1)]);
+    for garbage in [
+        Term::atom("hello"),
+        Term::tuple(vec![Term::atom("dispatch")]),
+    ] {
+        insp.rpc(e, "erlang", "send", vec![dest.clone(), garbage]);
+    }
     insp.rpc(e, "erlang", "send", vec![dest, dispatch]);
     expect_line(&lines1, "e/x from-erl");
     assert_eq!(

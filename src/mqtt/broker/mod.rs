@@ -437,6 +437,9 @@ impl Broker {
             snap.topics_count = subs.filter_count() as u64;
             snap.routes_count = subs.filter_count() as u64;
         }
+        if let Some(c) = self.inner.cluster.get() {
+            snap.routes_count = c.routes().read().len() as u64;
+        }
         snap.retained_count = lock(&self.inner.retained).len() as u64;
         let now = Instant::now();
         let mut msgs = sys.heartbeat(now - self.inner.started, SystemTime::now());

@@ -122,7 +122,13 @@ impl ClusterRoutes {
         }
         let Some(filter) = group_filter(group) else {
             self.ignored += 1;
-            tracing::debug!(?group, "route group that is not a topic filter; ignored");
+            if self.ignored.is_power_of_two() {
+                tracing::debug!(
+                    ?group,
+                    ignored = self.ignored,
+                    "route group that is not a topic filter; ignored"
+                );
+            }
             return;
         };
         for &pid in pids {
