@@ -77,13 +77,7 @@ impl Beamq {
         listeners: usize,
     ) -> Beamq {
         let name = free_node_name("bqt");
-        let mut cmd = command(dir.path(), &name, args);
-        if let Some(text) = config {
-            let path = dir.path().join("beamq.conf");
-            std::fs::write(&path, text).unwrap();
-            cmd.arg("--config").arg(path);
-        }
-        let mut child = cmd
+        let mut child = configured_command(dir.path(), &name, args, config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -134,17 +128,22 @@ impl Beamq {
     }
 }
 
+/// [`command`], plus `--config` pointing at `config` written into `dir` when given.
+fn configured_command(dir: &Path, name: &str, args: &[&str], config: Option<&str>) -> Command {
+    let mut cmd = command(dir, name, args);
+    if let Some(text) = config {
+        let path = dir.join("beamq.conf");
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    cmd
+}
+
 /// Runs `beamq start` expecting it to exit (a configuration error): its output.
 pub fn start_output(args: &[&str], config: Option<&str>) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let name = free_node_name("bqf");
-    let mut cmd = command(dir.path(), &name, args);
-    if let Some(text) = config {
-        let path = dir.path().join("beamq.conf");
-        std::fs::write(&path, text).unwrap();
-        cmd.arg("--config").arg(path);
-    }
-    let mut child = cmd
+    let mut child = configured_command(dir.path(), &name, args, config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
