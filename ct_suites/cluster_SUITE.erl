@@ -22,6 +22,7 @@
 %% destination node per publish, counted with `beamq_routes:stats()'; unsubscribe and kill -9
 %% remove routes everywhere, and a restarted node's new subscriber brings them back.
 -module(cluster_SUITE).
+-import(beamq_ct_os, [free_ekka_offset/0, free_port/0, os_start/4, os_kill/1]).
 -define(config(Key, Config), proplists:get_value(Key, Config)).
 
 -export([all/0, groups/0, suite/0, init_per_suite/1, end_per_suite/1,
@@ -716,21 +717,6 @@ wait_value_loop(F, Deadline) ->
             end
     end.
 
-%% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
-%% (32768..): there no connect() on the machine takes it before the node listens.
-free_ekka_offset() ->
-    N = 1000 + rand:uniform(27000),
-    case gen_tcp:listen(4370 + N, [{ip, {127, 0, 0, 1}}]) of
-        {ok, S} -> gen_tcp:close(S), N;
-        _ -> free_ekka_offset()
-    end.
-
-free_port() ->
-    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, P} = inet:port(S),
-    gen_tcp:close(S),
-    P.
-
 %%--------------------------------------------------------------------
 %% Group state: a registered process holding what the group started (peers, OS processes),
 %% so cases can restart nodes and end_per_group (or a failed init) can stop everything.
@@ -766,42 +752,4 @@ cleanup() ->
             [os_kill(H) || {{os, epmd}, H} <- maps:to_list(M)],
             ?STATE ! stop,
             ok
-    end.
-
-%%--------------------------------------------------------------------
-%% OS processes (as dist_SUITE): a holder process owns the port and kills the OS process by
-%% pid on request, only while it has not exited (so a reused pid is never hit).
-
-os_start(Exe, Args, Env, Log) ->
-    Parent = self(),
-    Holder = spawn(fun() ->
-                           Port = open_port({spawn_executable, "/bin/sh"},
-                                            [{args, ["-c", "exec \"$0\" \"$@\" >>\"$LOGFILE\" 2>&1",
-                                                     Exe | Args]},
-                                             {env, [{"LOGFILE", Log} | Env]}, exit_status]),
-                           {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-                           Parent ! {self(), OsPid},
-                           holder_loop(Port, OsPid)
-                   end),
-    receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
-
-holder_loop(Port, OsPid) ->
-    receive
-        {Port, {exit_status, _}} ->
-            receive {kill, From} -> From ! {killed, self()} end;
-        {kill, From} ->
-            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-            receive {Port, {exit_status, _}} -> ok after 5000 -> ok end,
-            From ! {killed, self()};
-        {Port, _Data} ->
-            holder_loop(Port, OsPid)
-    end.
-
-os_kill({Holder, _OsPid}) ->
-    Ref = erlang:monitor(process, Holder),
-    Holder ! {kill, self()},
-    receive
-        {killed, Holder} -> erlang:demonitor(Ref, [flush]), ok;
-        {'DOWN', Ref, process, Holder, _} -> ok
-    after 10000 -> ok
     end.

@@ -6,6 +6,7 @@
 %%   epmd group: a private /usr/bin/epmd on a free port, WITH_EPMD=1 ERL_EPMD_PORT=Port.
 %%   ekka group: no epmd; peers use `-epmd_module beamq_epmd' (interop/) and ports follow names.
 -module(dist_SUITE).
+-import(beamq_ct_os, [free_ekka_offset/0, free_port/0, os_start/4, os_kill/1]).
 %% Debian ships common_test without its include directory: define what we use of ct.hrl.
 -define(config(Key, Config), proplists:get_value(Key, Config)).
 
@@ -367,55 +368,3 @@ start_peer(Config, Base, Cookie, Extra) ->
                  args => ["-setcookie", Cookie, "-kernel", "net_ticktime", ?TICK,
                           "-kernel", "dist_auto_connect", "always"] ++ ModeArgs ++ Paths ++ Extra,
                  env => ?config(env, Config)}).
-
-%% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
-%% (32768..): there no connect() on the machine takes it before the node listens.
-free_ekka_offset() ->
-    N = 1000 + rand:uniform(27000),
-    case gen_tcp:listen(4370 + N, [{ip, {127, 0, 0, 1}}]) of
-        {ok, S} -> gen_tcp:close(S), N;
-        _ -> free_ekka_offset()
-    end.
-
-free_port() ->
-    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, P} = inet:port(S),
-    gen_tcp:close(S),
-    P.
-
-%% Starts an OS process (stdout and stderr to Log) owned by a holder process that outlives
-%% the caller; returns {Holder, OsPid}. The holder kills the OS process by pid on request, only
-%% while it has not exited (so a reused pid is never hit).
-os_start(Exe, Args, Env, Log) ->
-    Parent = self(),
-    Holder = spawn(fun() ->
-                           Port = open_port({spawn_executable, "/bin/sh"},
-                                            [{args, ["-c", "exec \"$0\" \"$@\" >>\"$LOGFILE\" 2>&1",
-                                                     Exe | Args]},
-                                             {env, [{"LOGFILE", Log} | Env]}, exit_status]),
-                           {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-                           Parent ! {self(), OsPid},
-                           holder_loop(Port, OsPid)
-                   end),
-    receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
-
-holder_loop(Port, OsPid) ->
-    receive
-        {Port, {exit_status, _}} ->
-            receive {kill, From} -> From ! {killed, self()} end;
-        {kill, From} ->
-            os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-            receive {Port, {exit_status, _}} -> ok after 5000 -> ok end,
-            From ! {killed, self()};
-        {Port, _Data} ->
-            holder_loop(Port, OsPid)
-    end.
-
-os_kill({Holder, _OsPid}) ->
-    Ref = erlang:monitor(process, Holder),
-    Holder ! {kill, self()},
-    receive
-        {killed, Holder} -> erlang:demonitor(Ref, [flush]), ok;
-        {'DOWN', Ref, process, Holder, _} -> ok
-    after 10000 -> ok
-    end.

@@ -5,6 +5,7 @@
 %% with `-epmd_port P -start_epmd false` (so the machine's 4369 is never touched), plus raw
 %% gen_tcp for byte-level checks. The daemon is killed by its OS pid at the end.
 -module(epmd_SUITE).
+-import(beamq_ct_os, [free_port/0]).
 
 -export([all/0, init_per_suite/1, end_per_suite/1]).
 -export([names_empty/1, stock_node_registers/1, port_please_matches_names/1,
@@ -150,12 +151,6 @@ recv_all(S, Acc) ->
 alive2_req(Name, DistPort) ->
     N = list_to_binary(Name),
     <<$x, DistPort:16, 77, 0, 6:16, 6:16, (byte_size(N)):16, N/binary, 0:16>>.
-
-free_port() ->
-    {ok, L} = gen_tcp:listen(0, [{ip, {127,0,0,1}}]),
-    {ok, P} = inet:port(L),
-    gen_tcp:close(L),
-    P.
 
 wait_listening(_Port, 0) -> {error, not_listening};
 wait_listening(Port, N) ->

@@ -11,6 +11,7 @@
 %%   - a third node c connecting to beamq only: global meshes a and c and stays in sync;
 %%     dropping a-c makes global take the overlapping partition apart as BEAM does.
 -module(global_pg_SUITE).
+-import(beamq_ct_os, [free_ekka_offset/0, port_free/1, os_start/4, os_kill/1]).
 -define(config(Key, Config), proplists:get_value(Key, Config)).
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
@@ -301,38 +302,3 @@ start_peer(Config, Tries) ->
             end;
         Failed -> Failed
     end.
-
-%% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
-%% (32768..): there no connect() on the machine takes it before the node listens.
-free_ekka_offset() ->
-    N = 1000 + rand:uniform(27000),
-    case port_free(4370 + N) of
-        true -> N;
-        false -> free_ekka_offset()
-    end.
-
-port_free(Port) ->
-    case gen_tcp:listen(Port, [{ip, {127, 0, 0, 1}}]) of
-        {ok, S} -> gen_tcp:close(S), true;
-        _ -> false
-    end.
-
-%% Starts an OS process (stdout and stderr to Log) owned by a holder process that outlives
-%% the caller; returns {Holder, OsPid}.
-os_start(Exe, Args, Env, Log) ->
-    Parent = self(),
-    Holder = spawn(fun() ->
-                           Port = open_port({spawn_executable, "/bin/sh"},
-                                            [{args, ["-c", "exec \"$0\" \"$@\" >>\"$LOGFILE\" 2>&1",
-                                                     Exe | Args]},
-                                             {env, [{"LOGFILE", Log} | Env]}, exit_status]),
-                           {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-                           Parent ! {self(), OsPid},
-                           receive stop -> ok end
-                   end),
-    receive {Holder, OsPid} -> {Holder, OsPid} after 5000 -> exit(os_start_timeout) end.
-
-os_kill({Holder, OsPid}) ->
-    os:cmd("kill -9 " ++ integer_to_list(OsPid)),
-    Holder ! stop,
-    ok.
