@@ -313,14 +313,18 @@ def make_certs(directory):
 
 
 class BrokerTest(unittest.TestCase):
-    """Each test gets its own `beamq start` (TCP + WebSocket on free ports)."""
+    """Each test gets its own `beamq start` (by default TCP + WebSocket on free ports; a class
+    changes that in `start_node`), and its clients and node are stopped after it."""
 
     beamq_args = ()
     beamq_config = None
 
+    def start_node(self):
+        return Beamq(args=self.beamq_args, config=self.beamq_config)
+
     def setUp(self):
-        self.node = Beamq(args=self.beamq_args, config=self.beamq_config)
         self.clients = []
+        self.node = self.start_node()
 
     def tearDown(self):
         for c in self.clients:

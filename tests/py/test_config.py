@@ -5,7 +5,7 @@ CONNECT deadline; flags beat the file."""
 import socket
 import time
 
-from beamq_harness import Beamq, Client, PacketTypes, Properties, unittest
+from beamq_harness import Beamq, BrokerTest, Client, PacketTypes, Properties, unittest
 
 CONF = """
 # limits an operator sets, EMQX 5 names
@@ -21,22 +21,11 @@ listeners.ws.default.enable = false
 """
 
 
-class FromConfig(unittest.TestCase):
-    def setUp(self):
+class FromConfig(BrokerTest):
+    def start_node(self):
         # --mqtt-port beats the file's (default) bind; the file turns WebSocket off.
-        self.node = Beamq(args=("--mqtt-port", "0"), config=CONF, listeners=("tcp",),
-                          port_flags=False)
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        self.node.stop()
-
-    def client(self, *a, **kw):
-        c = Client(self.node.port, *a, **kw)
-        self.clients.append(c)
-        return c
+        return Beamq(args=("--mqtt-port", "0"), config=CONF, listeners=("tcp",),
+                     port_flags=False)
 
     def test_connack_advertises_configured_limits(self):
         p = Properties(PacketTypes.CONNECT)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import tempfile
 
-from beamq_harness import BIN, Beamq, Client, unittest, make_certs
+from beamq_harness import BIN, Beamq, BrokerTest, Client, unittest, make_certs
 
 TLS_CONF = """
 listeners.tcp.default.bind = "127.0.0.1:0"
@@ -22,7 +22,7 @@ def mosquitto(*args, timeout=15):
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
 
 
-class Transports(unittest.TestCase):
+class Transports(BrokerTest):
     @classmethod
     def setUpClass(cls):
         cls.certs = tempfile.mkdtemp(prefix="beamq-certs-")
@@ -33,29 +33,21 @@ class Transports(unittest.TestCase):
                 files[f] = fh.read()
         cls.files = files
 
+    def start_node(self):
+        return Beamq(config=TLS_CONF, listeners=("tcp", "tls", "ws"), files=self.files,
+                     port_flags=False)
+
     def setUp(self):
-        self.node = Beamq(config=TLS_CONF, listeners=("tcp", "tls", "ws"), files=self.files,
-                          port_flags=False)
+        super().setUp()
         self.ca = self.node.path("ca.pem")
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        self.node.stop()
-
-    def client(self, *a, **kw):
-        c = Client(*a, **kw)
-        self.clients.append(c)
-        return c
 
     def test_paho_over_tls_and_websocket(self):
-        tls3 = self.client(self.node.ports["tls"], "tls3", tls_ca=self.ca, host="localhost")
-        tls5 = self.client(self.node.ports["tls"], "tls5", v5=True, tls_ca=self.ca,
+        tls3 = self.client("tls3", port=self.node.ports["tls"], tls_ca=self.ca, host="localhost")
+        tls5 = self.client("tls5", port=self.node.ports["tls"], v5=True, tls_ca=self.ca,
                            host="localhost")
-        ws3 = self.client(self.node.ports["ws"], "ws3", transport="websockets")
-        ws5 = self.client(self.node.ports["ws"], "ws5", v5=True, transport="websockets")
-        tcp = self.client(self.node.port, "tcp")
+        ws3 = self.client("ws3", port=self.node.ports["ws"], transport="websockets")
+        ws5 = self.client("ws5", port=self.node.ports["ws"], v5=True, transport="websockets")
+        tcp = self.client("tcp", port=self.node.port)
         everyone = [tls3, tls5, ws3, ws5, tcp]
         for c in everyone:
             self.assertEqual(c.sub("x/#", 2), 2)
@@ -160,7 +152,7 @@ deny all
 """
 
 
-class Auth(unittest.TestCase):
+class Auth(BrokerTest):
     @classmethod
     def setUpClass(cls):
         cls.certs = tempfile.mkdtemp(prefix="beamq-certs-")
@@ -175,36 +167,25 @@ class Auth(unittest.TestCase):
             with open(os.path.join(cls.certs, f)) as fh:
                 cls.files[f] = fh.read()
 
-    def setUp(self):
-        self.node = Beamq(config=AUTH_CONF, listeners=("tcp", "tls"), files=self.files,
-                          port_flags=False)
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        self.node.stop()
-
-    def client(self, *a, **kw):
-        c = Client(*a, **kw)
-        self.clients.append(c)
-        return c
+    def start_node(self):
+        return Beamq(config=AUTH_CONF, listeners=("tcp", "tls"), files=self.files,
+                     port_flags=False)
 
     def test_connack_codes(self):
         p = self.node.port
-        self.assertEqual(self.client(p, "anon", expect_rc=None).rc, 5)
-        self.assertEqual(self.client(p, "bad", user="alice", password="x", expect_rc=None).rc, 4)
-        self.assertEqual(self.client(p, "nouser", user="bob", password="x", expect_rc=None).rc, 4)
-        self.assertEqual(self.client(p, "anon5", v5=True, expect_rc=None).rc, 0x87)
-        self.assertEqual(self.client(p, "bad5", v5=True, user="alice", password="x",
+        self.assertEqual(self.client("anon", port=p, expect_rc=None).rc, 5)
+        self.assertEqual(self.client("bad", port=p, user="alice", password="x", expect_rc=None).rc, 4)
+        self.assertEqual(self.client("nouser", port=p, user="bob", password="x", expect_rc=None).rc, 4)
+        self.assertEqual(self.client("anon5", port=p, v5=True, expect_rc=None).rc, 0x87)
+        self.assertEqual(self.client("bad5", port=p, v5=True, user="alice", password="x",
                                      expect_rc=None).rc, 0x86)
-        self.assertEqual(self.client(p, "ok", user="alice", password="wonderland").rc, 0)
+        self.assertEqual(self.client("ok", port=p, user="alice", password="wonderland").rc, 0)
 
     def test_acl_publish_and_subscribe(self):
         p = self.node.port
-        alice = self.client(p, "alice-1", user="alice", password="wonderland")
-        alice5 = self.client(p, "alice-5", v5=True, user="alice", password="wonderland")
-        sensor = self.client(p, "sensor-1", user="sensor", password="s3cret")
+        alice = self.client("alice-1", port=p, user="alice", password="wonderland")
+        alice5 = self.client("alice-5", port=p, v5=True, user="alice", password="wonderland")
+        sensor = self.client("sensor-1", port=p, user="sensor", password="s3cret")
         self.assertEqual(alice.sub("home/alice/#", 1), 1)
         self.assertEqual(alice.sub("home/bob/#", 1), 0x80)
         self.assertEqual(alice.sub("sensors/#", 1), 1)
