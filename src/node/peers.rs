@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::runtime::Node;
 use super::signal::{Outgoing, RemoteSignal};
@@ -16,6 +16,11 @@ use crate::dist::etf::Atom;
 
 /// Signals queued to one connection's writer before further ones are refused (and logged).
 pub const QUEUE_CAP: usize = 1_000_000;
+/// Signals queued to one connection above which a sender that may wait does
+/// ([`Node::wait_dist_room`]): BEAM suspends a process sending on a busy distribution port,
+/// whose output buffer is past `dist_buf_busy_limit` (`erts/emulator/beam/dist.c`,
+/// `erts_dsig_send`; 1 MB by default, some 10 k small messages).
+pub const BUSY_LIMIT: usize = 16_384;
 /// Signals kept for a node while its connection is being set up: as many as a live
 /// connection queues (BEAM suspends the sender instead; our sends never block).
 pub const PENDING_CAP: usize = QUEUE_CAP;
@@ -32,21 +37,38 @@ pub trait Connector: Send + Sync + 'static {
 pub struct PeerQueue {
     rx: mpsc::UnboundedReceiver<RemoteSignal>,
     queued: Arc<AtomicUsize>,
+    room: Arc<Notify>,
 }
 
 impl PeerQueue {
     /// The next signal to write; `None` when the runtime dropped the connection.
     pub async fn recv(&mut self) -> Option<RemoteSignal> {
         let s = self.rx.recv().await?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.taken();
         Some(s)
     }
 
     /// A signal ready now, without waiting (for batching writes).
     pub fn try_recv(&mut self) -> Option<RemoteSignal> {
         let s = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.taken();
         Some(s)
+    }
+
+    /// One signal left the queue; crossing under [`BUSY_LIMIT`] wakes waiting senders (the
+    /// count moves by one, so every crossing passes exactly `BUSY_LIMIT`).
+    fn taken(&self) {
+        if self.queued.fetch_sub(1, Ordering::AcqRel) == BUSY_LIMIT {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+impl Drop for PeerQueue {
+    /// The writer is gone: senders waiting for room stop waiting.
+    fn drop(&mut self) {
+        self.rx.close();
+        self.room.notify_waiters();
     }
 }
 
@@ -56,9 +78,27 @@ struct PeerLink {
     hidden: bool,
     tx: mpsc::UnboundedSender<RemoteSignal>,
     queued: Arc<AtomicUsize>,
+    room: Arc<Notify>,
 }
 
 impl PeerLink {
+    /// Waits until the queue is under [`BUSY_LIMIT`] or the writer is gone (true), or until
+    /// `deadline` (false).
+    async fn wait_room(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the check: a crossing after it wakes us.
+            room.as_mut().enable();
+            if self.queued.load(Ordering::Acquire) < BUSY_LIMIT || self.tx.is_closed() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Queues `s`; false when it was dropped (queue full, connection closing).
     fn push(&self, node: Atom, s: RemoteSignal) -> bool {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAP {
@@ -227,6 +267,7 @@ impl Peers {
             hidden,
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
+            room: Arc::new(Notify::new()),
         };
         let replaced = match g.map.insert(peer, PeerState::Up(link.clone())) {
             Some(PeerState::Connecting { pending, waiters }) => {
@@ -244,6 +285,7 @@ impl Peers {
         let queue = PeerQueue {
             rx,
             queued: link.queued,
+            room: link.room,
         };
         (id, queue, replaced)
     }
@@ -269,6 +311,16 @@ impl Peers {
             true
         } else {
             false
+        }
+    }
+
+    /// The connection to `peer` when up and busy (over [`BUSY_LIMIT`] queued).
+    fn busy_link(&self, peer: Atom) -> Option<PeerLink> {
+        match self.lock().map.get(&peer) {
+            Some(PeerState::Up(l)) if l.queued.load(Ordering::Acquire) >= BUSY_LIMIT => {
+                Some(l.clone())
+            }
+            _ => None,
         }
     }
 
@@ -312,6 +364,22 @@ impl Node {
         drop(t);
         tracing::info!(peer = peer.as_str(), hidden, "nodeup");
         (id, queue)
+    }
+
+    /// Waits while the connection to `peer` is busy (more than [`BUSY_LIMIT`] signals queued
+    /// for its writer), at most `limit`: what `erlang:send` does to a process sending on a busy
+    /// distribution port, bounded in time. True when there is room (or no connection: the send
+    /// that follows finds out), false when `limit` passed.
+    pub async fn wait_dist_room(&self, peer: Atom, limit: std::time::Duration) -> bool {
+        match self.inner.peers.busy_link(peer) {
+            Some(link) => link.wait_room(tokio::time::Instant::now() + limit).await,
+            None => true,
+        }
+    }
+
+    /// True when the connection to `peer` is busy (see [`Node::wait_dist_room`]).
+    pub fn dist_busy(&self, peer: Atom) -> bool {
+        self.inner.peers.busy_link(peer).is_some()
     }
 
     /// The connection `id` to `peer` ended: links and monitors across it fire `noconnection`.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use super::{Broker, Shared, SubKey};
 use crate::mqtt::codec::{MqttString, Properties, PropertyValues, QoS};
@@ -120,14 +121,17 @@ pub fn from_cluster(d: Dispatch, now: Instant) -> Option<Message> {
 struct BrokerSink(Weak<Shared>);
 
 impl LocalSink for BrokerSink {
-    fn deliver(&self, d: Dispatch) {
-        let Some(inner) = self.0.upgrade() else {
-            return;
-        };
-        match from_cluster(d, Instant::now()) {
-            Some(m) => Broker { inner }.route_local(&Arc::new(m)),
-            None => tracing::debug!("dispatch not deliverable over MQTT; dropped"),
-        }
+    fn deliver(&self, d: Dispatch) -> BoxFuture<'static, ()> {
+        let inner = self.0.upgrade();
+        Box::pin(async move {
+            let Some(inner) = inner else {
+                return;
+            };
+            match from_cluster(d, Instant::now()) {
+                Some(m) => Broker { inner }.route_local_wait(&Arc::new(m)).await,
+                None => tracing::debug!("dispatch not deliverable over MQTT; dropped"),
+            }
+        })
     }
 }
 
@@ -144,12 +148,24 @@ impl Broker {
         self.inner.cluster.get()
     }
 
-    /// Forwards `msg` to the other nodes with a matching route.
+    /// Forwards `msg` to the other nodes with a matching route, never waiting (the broker's
+    /// own publishes: Wills, `$SYS`).
     pub(super) fn forward(&self, msg: &Message) {
         if let Some(r) = self.inner.cluster.get() {
             r.forward(msg.topic.as_str(), || {
                 to_cluster(msg, r.message_id(), Instant::now(), SystemTime::now())
             });
+        }
+    }
+
+    /// Forwards a client's `msg`, waiting while a destination's connection is busy
+    /// ([`ClusterRouter::forward_wait`]): the publisher slows to what the cluster carries.
+    pub(super) async fn forward_publish(&self, msg: &Message) {
+        if let Some(r) = self.inner.cluster.get() {
+            r.forward_wait(msg.topic.as_str(), || {
+                to_cluster(msg, r.message_id(), Instant::now(), SystemTime::now())
+            })
+            .await;
         }
     }
 

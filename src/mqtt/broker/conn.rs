@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt as _;
@@ -26,6 +26,13 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// Spare read-buffer room kept before each read; the codec rejects a frame larger than the
 /// session's maximum packet size from its header, so the buffer stays below that plus this.
 const READ_RESERVE: usize = 8192;
+
+/// How long deliveries may be held back while the session's queue is full and the client makes
+/// no room (acknowledges nothing): past it the held ones go into the queue, which then drops its
+/// oldest (`mqtt.max_mqueue_len`, EMQX's mqueue), counted in `messages_dropped`. Shorter than
+/// the takeover timeout (a takeover waits behind held deliveries) and longer than the broker's
+/// slow-consumer grace, so a publisher blocked on this connection disconnects it first.
+const HOLD_GRACE: Duration = Duration::from_secs(3);
 
 /// Per-connection state the task keeps beside the sans-IO machine.
 struct Task {
@@ -60,6 +67,8 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
     let mut buf = BytesMut::new();
     let mut batch = VecDeque::new();
     let mut last_batch = 0;
+    // Since when held deliveries have been waiting for queue room without any being taken.
+    let mut stalled: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let mut decoded = false;
@@ -77,6 +86,16 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
                     conn.handle_decode_error(&e, now);
                 }
             }
+        }
+        if !batch.is_empty() {
+            let force = stalled.is_some_and(|t| now >= t + HOLD_GRACE);
+            let before = batch.len();
+            task.deliver_held(&mut conn, &mut batch, force, now);
+            stalled = match batch.len() {
+                0 => None,
+                n if n < before => Some(now),
+                _ => stalled.or(Some(now)),
+            };
         }
         let mut resumed = false;
         while let Some(action) = conn.poll_action() {
@@ -99,7 +118,7 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
             // Hold no buffers while waiting: an idle connection then costs no 8 KiB read
             // buffer (`read_ready` allocates once data is there) and no delivery queue.
             buf = BytesMut::new();
-            if last_batch <= 1 && batch.capacity() > 0 {
+            if last_batch <= 1 && batch.is_empty() && batch.capacity() > 0 {
                 // Busy connections (bursts of deliveries) keep their two queue buffers.
                 batch = VecDeque::new();
                 rx.shrink();
@@ -117,23 +136,11 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
                     conn.handle_eof(Instant::now());
                 }
             },
-            () = rx.recv_batch(&mut batch) => {
-                // Everything queued (at most the channel capacity): one wakeup, one write for
-                // a burst.
-                let now = Instant::now();
-                last_batch = batch.len();
-                while let Some(m) = batch.pop_front() {
-                    match m {
-                        ToConn::Deliver(d) => conn.deliver(&d, now),
-                        ToConn::Takeover(reply) => {
-                            task.handover = Some(reply);
-                            conn.takeover(now);
-                            break;
-                        }
-                    }
-                }
-                batch.clear();
-            }
+            // Everything queued (at most the channel capacity): one wakeup, one write for a
+            // burst. Not taken while earlier ones are still held, so a full channel holds up
+            // the publishers (backpressure) instead of the session queue dropping messages.
+            () = rx.recv_batch(&mut batch), if batch.is_empty() => last_batch = batch.len(),
+            () = sleep_until(stalled.map(|t| t + HOLD_GRACE)), if stalled.is_some() => {}
             () = kick.notified() => conn.shutdown(ReasonCode::QuotaExceeded, Instant::now()),
             () = sleep_until(deadline), if deadline.is_some() => conn.handle_timeout(Instant::now()),
         }
@@ -159,7 +166,47 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Whether the session queue can take one more message without dropping its oldest.
+fn queue_has_room(conn: &Connection, max_queue_len: usize) -> bool {
+    max_queue_len == 0 || conn.session().is_none_or(|s| s.queue_len() < max_queue_len)
+}
+
 impl Task {
+    /// Hands held deliveries to the session, in order, while its queue has room (all of them
+    /// when `force`); the rest stay in `batch`. Messages the session drops are counted.
+    fn deliver_held(
+        &mut self,
+        conn: &mut Connection,
+        batch: &mut VecDeque<ToConn>,
+        force: bool,
+        now: Instant,
+    ) {
+        let max_queue_len = self.broker.inner.config.max_queue_len;
+        let dropped = |c: &Connection| c.session().map_or(0, |s| s.dropped());
+        let before = dropped(conn);
+        if force {
+            tracing::warn!(client = ?self.client, held = batch.len(), "subscriber made no room for {HOLD_GRACE:?}; its queue drops its oldest");
+        }
+        while let Some(m) = batch.pop_front() {
+            match m {
+                ToConn::Deliver(d) if !force && !queue_has_room(conn, max_queue_len) => {
+                    batch.push_front(ToConn::Deliver(d));
+                    break;
+                }
+                ToConn::Deliver(d) => conn.deliver(&d, now),
+                ToConn::Takeover(reply) => {
+                    self.handover = Some(reply);
+                    conn.takeover(now);
+                    batch.clear();
+                }
+            }
+        }
+        let n = dropped(conn).saturating_sub(before);
+        if n > 0 {
+            let _ = self.broker.inner.metrics.messages_dropped.inc_by(n);
+        }
+    }
+
     /// Writes all pending output; false when the socket failed.
     async fn flush(&self, conn: &mut Connection, stream: &mut Transport, now: Instant) -> bool {
         while let Some(bytes) = conn.poll_transmit(now) {

@@ -258,7 +258,20 @@ impl Broker {
     /// later QoS 0 deliveries to a subscriber that is not reading drop at once.
     pub async fn route_publish(&self, msg: &Arc<Message>) {
         let blocked = self.route_nowait(msg);
-        self.forward(msg);
+        self.forward_publish(msg).await;
+        self.wait_blocked(blocked).await;
+    }
+
+    /// [`Broker::route_local`] with the flow control of [`Broker::route_publish`]: what a
+    /// dispatch from another node goes through, so a remote publisher's QoS 1/2 message waits
+    /// for a busy subscriber as a local publisher's does.
+    pub async fn route_local_wait(&self, msg: &Arc<Message>) {
+        let blocked = self.route_nowait(msg);
+        self.wait_blocked(blocked).await;
+    }
+
+    /// Waits for room for each blocked delivery, giving up (and counting) past its grace.
+    async fn wait_blocked(&self, blocked: Vec<Blocked>) {
         for blocked in blocked {
             let Blocked {
                 tx,

@@ -133,6 +133,11 @@ impl SessionState {
         self.queue.iter()
     }
 
+    /// Number of messages queued (what `mqtt.max_mqueue_len` bounds).
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Messages dropped because the queue was full or the client could not take them.
     pub fn dropped(&self) -> u64 {
         self.dropped

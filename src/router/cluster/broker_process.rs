@@ -3,6 +3,11 @@
 //! `{dispatch, Topic, {delivery, Sender, Message}}` (EMQX 4 `emqx_broker:dispatch/2`) and hands
 //! it to the local subscribers; anything else is logged and dropped. It never exits on input: a
 //! pg scope crashes on a message it does not expect, this process must not.
+//!
+//! Each delivery is awaited before the next dispatch is taken: that keeps the order of every
+//! (publisher, node) stream, and a subscriber whose queue is full holds the dispatches back
+//! (they wait in this process's mailbox, bounded by its cap) for up to the broker's
+//! slow-consumer grace, as a publisher on this node would wait, instead of losing them.
 use std::sync::{Arc, OnceLock};
 
 use super::forward::ForwardStats;
@@ -24,18 +29,18 @@ pub(super) fn spawn(
     };
     node.spawn_opt(opts, move |mut p| async move {
         while let Some(msg) = p.recv().await {
-            handle(&msg, &sink, &stats);
+            handle(&msg, &sink, &stats).await;
         }
         Term::atom("normal")
     })
 }
 
-fn handle(msg: &Term, sink: &OnceLock<Arc<dyn LocalSink>>, stats: &ForwardStats) {
+async fn handle(msg: &Term, sink: &OnceLock<Arc<dyn LocalSink>>, stats: &ForwardStats) {
     match Dispatch::from_term(msg) {
         Ok(d) => {
             stats.received();
             match sink.get() {
-                Some(s) => s.deliver(d),
+                Some(s) => s.deliver(d).await,
                 None => tracing::debug!("dispatch before the broker is up; dropped"),
             }
         }
@@ -53,8 +58,9 @@ mod tests {
 
     struct Collect(Mutex<Vec<Dispatch>>);
     impl LocalSink for Collect {
-        fn deliver(&self, d: Dispatch) {
+        fn deliver(&self, d: Dispatch) -> futures_util::future::BoxFuture<'static, ()> {
             self.0.lock().unwrap().push(d);
+            Box::pin(async {})
         }
     }
 

@@ -59,6 +59,11 @@ pub(super) fn register(node: &Node, router: &ClusterRouter) {
             (Term::atom("forward"), n(s.forward)),
             (Term::atom("forward_received"), n(s.forward_received)),
             (Term::atom("forward_dropped"), n(s.forward_dropped)),
+            (Term::atom("forward_busy"), n(s.forward_busy)),
+            (
+                Term::atom("forward_busy_timeout"),
+                n(s.forward_busy_timeout),
+            ),
         ]))
     });
 }

@@ -25,9 +25,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-pub use forward::{ForwardStats, StatsSnapshot};
+pub use forward::{ForwardStats, StatsSnapshot, BUSY_WAIT};
 pub use message::{
     ClusterMessage, Dispatch, Flags, Headers, MessageError, MessageProperties, Publisher,
 };
@@ -45,11 +46,12 @@ pub const BROKER_NAME: &str = "beamq_broker";
 pub const MODULE: &str = "beamq_routes";
 
 /// Where dispatches received from other nodes go: the node's local subscribers only
-/// (ROUTE-PROTOCOL rule 7). Implemented by the MQTT broker; called from the broker process,
-/// so it must not block.
+/// (ROUTE-PROTOCOL rule 7). Implemented by the MQTT broker; the broker process awaits each
+/// delivery before taking the next dispatch, so a busy subscriber holds up the dispatches
+/// behind it (in order) rather than losing them, within the broker's slow-consumer grace.
 pub trait LocalSink: Send + Sync + 'static {
     /// Delivers `dispatch` to this node's local subscribers of its topic.
-    fn deliver(&self, dispatch: Dispatch);
+    fn deliver(&self, dispatch: Dispatch) -> BoxFuture<'static, ()>;
 }
 
 /// Why the cluster router did not start.

@@ -129,7 +129,8 @@ async fn a_forward_to_a_node_that_is_gone_is_counted_not_sent() {
         StatsSnapshot {
             forward: 0,
             forward_received: 0,
-            forward_dropped: 1
+            forward_dropped: 1,
+            ..StatsSnapshot::default()
         }
     );
     assert_eq!(router.forward("u", || unreachable!("no route")), 0);

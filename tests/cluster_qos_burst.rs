@@ -1,0 +1,173 @@
+//! No QoS 1/2 message is lost across the cluster when a subscriber is merely busy (issue 6):
+//! two `beamq start` nodes joined with `beamq ctl`, a QoS 1 and a QoS 2 subscriber on node 2,
+//! and a burst from several QoS 2 publishers on node 1 while the subscribers stop reading for a
+//! moment. Every message must arrive exactly once, in each publisher's order.
+//!
+//! The nodes keep at most 100 messages per session queue (`mqtt.max_mqueue_len`), so the burst
+//! overruns the queue, the connection's delivery channel and the receiving node's
+//! `beamq_broker` wait: the old code dropped the oldest queued messages here (silently), the
+//! fixed one holds the burst back until the subscribers read again.
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::beamq::{Beamq, BIN};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::time::{timeout, Instant};
+
+const PUBLISHERS: usize = 8;
+const PER_PUBLISHER: usize = 400;
+/// How long the subscribers stop reading once the burst starts: well inside the broker's
+/// 2 s slow-consumer grace, far longer than the queues last at the burst's rate.
+const PAUSE: Duration = Duration::from_millis(800);
+const CONF: &str = "mqtt.max_mqueue_len = 100\n";
+
+fn ctl(node: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["ctl", "--node", node, "--cookie", "beamq_test"])
+        .args(args)
+        .env_remove("WITH_EPMD")
+        .env_remove("EMQX_NODE_COOKIE")
+        .output()
+        .unwrap()
+}
+
+fn options(id: &str, port: u16) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_inflight(16);
+    o
+}
+
+async fn subscribe(id: &str, port: u16, qos: QoS) -> (AsyncClient, EventLoop) {
+    let (c, mut el) = AsyncClient::new(options(id, port), 64);
+    c.subscribe("burst/#", qos).await.unwrap();
+    timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = el.poll().await.unwrap() {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    (c, el)
+}
+
+/// Receives until every message is in (or nothing more comes for `IDLE`); returns
+/// `(publisher, seq)` in arrival order.
+async fn receive_all(el: &mut EventLoop, qos: QoS, total: usize) -> Vec<(usize, usize)> {
+    const IDLE: Duration = Duration::from_secs(5);
+    let mut got = Vec::with_capacity(total);
+    let r = timeout(Duration::from_secs(30), async {
+        while got.len() < total {
+            let Ok(event) = timeout(IDLE, el.poll()).await else {
+                return;
+            };
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    assert_eq!(p.qos, qos);
+                    let s = std::str::from_utf8(&p.payload).unwrap();
+                    let (a, b) = s.split_once(':').unwrap();
+                    got.push((a.parse().unwrap(), b.parse().unwrap()));
+                }
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "{qos:?} subscriber lost its connection after {}: {e}",
+                    got.len()
+                ),
+            }
+        }
+    })
+    .await;
+    assert!(
+        r.is_ok() && got.len() == total,
+        "{qos:?}: {} of {total} arrived",
+        got.len()
+    );
+    got
+}
+
+/// Exactly once and in order per publisher.
+fn check(qos: QoS, got: &[(usize, usize)]) {
+    let mut next: HashMap<usize, usize> = HashMap::new();
+    for &(p, seq) in got {
+        let n = next.entry(p).or_default();
+        assert_eq!(
+            seq, *n,
+            "{qos:?}: publisher {p} sent {n} next, {seq} arrived"
+        );
+        *n += 1;
+    }
+    for p in 0..PUBLISHERS {
+        assert_eq!(next.get(&p), Some(&PER_PUBLISHER), "{qos:?}: publisher {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_a_busy_remote_subscriber_arrives_exactly_once_in_order() {
+    let args = ["--mqtt-port", "0", "--ws-port", "off"];
+    let n1 = Beamq::start(&args, Some(CONF), 1);
+    let n2 = Beamq::start(&args, Some(CONF), 1);
+    let out = ctl(&n2.name, &["cluster", "join", &n1.name]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (_s1, mut el1) = subscribe("sub-q1", n2.port("tcp"), QoS::AtLeastOnce).await;
+    let (_s2, mut el2) = subscribe("sub-q2", n2.port("tcp"), QoS::ExactlyOnce).await;
+    let t0 = Instant::now();
+    loop {
+        let out = ctl(&n1.name, &["routes", "show", "burst/0"]);
+        if String::from_utf8_lossy(&out.stdout).contains(&n2.name) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "route never reached node 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The subscribers' event loops are not polled from here until PAUSE has passed: their
+    // sockets are not read, so nothing they receive is acknowledged.
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let (c, mut el) = AsyncClient::new(options(&format!("pub-{p}"), n1.port("tcp")), 64);
+        publishers.push(tokio::spawn(async move {
+            let sender = tokio::spawn(async move {
+                for seq in 0..PER_PUBLISHER {
+                    let topic = format!("burst/{p}");
+                    if c.publish(topic, QoS::ExactlyOnce, false, format!("{p}:{seq}"))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            });
+            let mut done = 0;
+            while done < PER_PUBLISHER {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubComp(_))) => done += 1,
+                    Ok(_) => {}
+                    Err(e) => panic!("publisher {p}: {e}"),
+                }
+            }
+            sender.abort();
+        }));
+    }
+    tokio::time::sleep(PAUSE).await;
+
+    let total = PUBLISHERS * PER_PUBLISHER;
+    let (q1, q2) = tokio::join!(
+        receive_all(&mut el1, QoS::AtLeastOnce, total),
+        receive_all(&mut el2, QoS::ExactlyOnce, total)
+    );
+    for p in publishers {
+        timeout(Duration::from_secs(30), p).await.unwrap().unwrap();
+    }
+    check(QoS::AtLeastOnce, &q1);
+    check(QoS::ExactlyOnce, &q2);
+}
