@@ -424,3 +424,50 @@ impl Node {
         self.inner.peers.set_connector(c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::etf::{Pid, Term};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_sender_waits_while_the_connection_is_busy() {
+        let node = Node::new(Atom::new("busy@127.0.0.1"), 1);
+        let peer = Atom::new("far@127.0.0.1");
+        let (_, mut q) = node.peer_up(peer, false);
+        let from = Pid {
+            node: node.name(),
+            id: 1,
+            serial: 0,
+            creation: 1,
+        };
+        let to = Pid {
+            node: peer,
+            id: 2,
+            serial: 0,
+            creation: 1,
+        };
+        for i in 0..BUSY_LIMIT {
+            assert!(!node.dist_busy(peer), "busy at {i}");
+            assert!(node.send_if_connected(from, to, Term::Nil));
+        }
+        assert!(node.dist_busy(peer));
+        assert!(!node.wait_dist_room(peer, Duration::from_millis(20)).await);
+        let n = node.clone();
+        let waiter =
+            tokio::spawn(async move { n.wait_dist_room(peer, Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        assert!(q.recv().await.is_some());
+        assert!(waiter.await.unwrap(), "one taken wakes the waiter");
+        assert!(!node.dist_busy(peer));
+        assert!(node.send_if_connected(from, to, Term::Nil));
+        let n = node.clone();
+        let waiter =
+            tokio::spawn(async move { n.wait_dist_room(peer, Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(q);
+        assert!(waiter.await.unwrap(), "a closed connection ends the wait");
+    }
+}

@@ -1,7 +1,8 @@
 //! `beamq_routes`: route inspection as erpc functions (ROUTE-PROTOCOL rules 8 and 9), what
 //! `beamq ctl routes` calls and what any `erl` shell may call with `rpc:call/4`:
 //! `list/0`, `list/1`, `show/1` give `[{FilterBin, [Node]}]` sorted; `stats/0` gives
-//! `#{forward => N, forward_received => N, forward_dropped => N}`.
+//! `#{forward => N, forward_received => N, forward_dropped => N}`; `busy/0` (beamq only) gives
+//! `#{forward_busy => N, forward_busy_timeout => N}`.
 use super::{ClusterRouter, MODULE};
 use crate::dist::etf::{Atom, Term};
 use crate::node::{Exception, Node};
@@ -59,6 +60,13 @@ pub(super) fn register(node: &Node, router: &ClusterRouter) {
             (Term::atom("forward"), n(s.forward)),
             (Term::atom("forward_received"), n(s.forward_received)),
             (Term::atom("forward_dropped"), n(s.forward_dropped)),
+        ]))
+    });
+    let r = router.clone();
+    f.register_sync(MODULE, "busy", 0, move |_, _| {
+        let s = r.stats();
+        let n = |v: u64| Term::int(i128::from(v));
+        Ok(Term::map(vec![
             (Term::atom("forward_busy"), n(s.forward_busy)),
             (
                 Term::atom("forward_busy_timeout"),

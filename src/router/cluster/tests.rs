@@ -82,6 +82,13 @@ async fn local_routes_round_trip_through_pg() {
             (Term::atom("forward_dropped"), Term::Int(0)),
         ])
     );
+    assert_eq!(
+        call(&node, "busy", vec![]).await,
+        Term::map(vec![
+            (Term::atom("forward_busy"), Term::Int(0)),
+            (Term::atom("forward_busy_timeout"), Term::Int(0)),
+        ])
+    );
     let id = router.message_id();
     assert_eq!(id.len(), 16);
     assert_ne!(router.message_id(), id);
