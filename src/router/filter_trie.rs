@@ -3,67 +3,106 @@
 //!
 //! Layout, after EMQX 4's router (`emqx_router:match_routes/1` looks the topic up as an exact
 //! route and asks `emqx_trie` only for wildcard filters):
-//! - filters without wildcards live in one hash table keyed by their text: a publish costs one
-//!   lookup for all of them, however many there are;
-//! - wildcard filters live in a trie whose nodes sit in one arena (`u32` indices, 24 bytes a
-//!   node); `+` is a field of the node, `#` and "a filter ends here" are terminal slots, and
-//!   literal children are edges `(parent, level id)` in a single hash table that stores just the
-//!   child's index (4 bytes a slot: the key is read back from the child node). Levels are
-//!   interned ([`LevelInterner`]).
+//! - filters without wildcards live in one hash table keyed by their text (8-byte slots: a
+//!   32-bit hash tag and the filter's terminal): a publish costs one lookup for all of them;
+//! - wildcard filters live in a trie whose nodes are the slots of one flat open-addressing
+//!   table keyed by `(parent node id, level id)` (`+` is a reserved level id). A slot holds the
+//!   whole node (its id, its two terminals, its child counts: 24 bytes), so going down one
+//!   level costs one probe, usually one cache line. Levels are interned ([`LevelInterner`]);
 //! - every filter's text and payload live once, in a terminal arena shared by both parts.
 //!
+//! The big arrays ask for transparent huge pages ([`open_table::huge_vec`]): at 1 M filters
+//! the TLB misses of 4 KiB pages cost as much as the cache misses.
+//!
 //! Matching walks the trie with an explicit stack (no recursion: a 65535-byte topic may have
-//! 32 k levels) in thread-local scratch buffers, so a match allocates nothing once warm. The
-//! topic's levels are all looked up in the interner before the walk, in one loop of independent
-//! lookups (measured ~30 % faster at 1 M filters than resolving each level when first needed:
-//! the cache misses overlap).
+//! 32 k levels) in thread-local scratch buffers, so a match allocates nothing once warm. At
+//! 1 M filters a publish is bound by cache misses, so the walk starts the loads it can know in
+//! advance: the exact table's slot and all of the topic's levels' interner slots are
+//! prefetched before any is compared, and at each node the `+` child and the literal child
+//! are prefetched together.
 
 use super::levels::{LevelId, LevelInterner};
+use super::open_table::{self, OpenTable};
 use super::topic::{is_dollar_topic, levels, TopicFilter};
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 /// "No node / no terminal".
 const NONE: u32 = u32::MAX;
-/// The `level` of a node reached through `+` from its parent.
+/// The level id of the edge to a `+` child.
 const PLUS: LevelId = u32::MAX - 1;
 /// A topic level not known to the interner: only wildcards can match it.
 const ABSENT: LevelId = u32::MAX;
-/// The root node's index.
+/// The root node's id.
 const ROOT: u32 = 0;
+/// In [`Node::kids`]: the node has a `+` child.
+const HAS_PLUS: u32 = 1 << 31;
 
-/// One trie node: 24 bytes.
+/// One trie node, stored in the node table under its key `(parent id, level)`: 24 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    /// Parent index (`NONE` for the root and for free nodes).
-    parent: u32,
-    /// The level id on the edge from the parent, or `PLUS`.
-    level: LevelId,
-    /// The child reached by `+`; on a free node, the next free node.
-    plus: u32,
+    /// `edge_key(parent id, level id or PLUS)`.
+    key: u64,
+    /// This node's id: its children's parent id. `NONE` marks a free slot.
+    id: u32,
     /// Terminal of the filter ending at this node.
     end: u32,
     /// Terminal of the filter `<this node>/#`.
     hash: u32,
-    /// Number of literal children (edges from this node).
-    children: u32,
+    /// Number of literal children, and `HAS_PLUS`.
+    kids: u32,
+}
+
+impl open_table::Slot for Node {
+    const EMPTY: Node = Node {
+        key: u64::MAX,
+        id: NONE,
+        end: NONE,
+        hash: NONE,
+        kids: 0,
+    };
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.id == NONE
+    }
 }
 
 impl Node {
-    const EMPTY: Node = Node {
-        parent: NONE,
-        level: NONE,
-        plus: NONE,
-        end: NONE,
-        hash: NONE,
-        children: 0,
-    };
-
-    fn is_empty(&self) -> bool {
-        self.plus == NONE && self.end == NONE && self.hash == NONE && self.children == 0
+    fn unused(&self) -> bool {
+        self.end == NONE && self.hash == NONE && self.kids == 0
     }
+}
+
+/// Where a node lives: the root is kept outside the table (every walk starts there).
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Root,
+    Slot(usize),
+}
+
+/// A slot of the exact-filter table: 8 bytes, eight to a cache line.
+#[derive(Debug, Clone, Copy)]
+struct ExactSlot {
+    /// The high half of the filter's hash: compared before the filter text is.
+    tag: u32,
+    /// The filter's terminal; `NONE` marks a free slot.
+    term: u32,
+}
+
+impl open_table::Slot for ExactSlot {
+    const EMPTY: ExactSlot = ExactSlot { tag: 0, term: NONE };
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.term == NONE
+    }
+}
+
+#[inline]
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 /// A stored filter with its payload.
@@ -76,10 +115,12 @@ struct Terminal<P> {
 /// Reused buffers of the match walk.
 #[derive(Default)]
 struct Scratch {
+    /// Interner hash per topic level.
+    hashes: Vec<u64>,
     /// Interned id per topic level (`ABSENT` for a level no filter has).
     ids: Vec<LevelId>,
     /// DFS stack of `(node, depth)`.
-    stack: Vec<(u32, u32)>,
+    stack: Vec<(Node, u32)>,
 }
 
 thread_local! {
@@ -89,14 +130,16 @@ thread_local! {
 /// Topic filters → `P`, with MQTT matching. Not synchronised: see `shared.rs`.
 #[derive(Debug)]
 pub struct FilterTrie<P> {
-    /// Exact (wildcard-free) filters: terminal indices hashed by filter text.
-    exact: HashTable<u32>,
-    /// Trie nodes; index 0 is the root.
-    nodes: Vec<Node>,
-    /// Head of the free node list (chained through `plus`).
-    free_node: u32,
-    /// Literal edges: child node indices hashed by `(parent, level)`.
-    edges: HashTable<u32>,
+    /// Exact filters' terminals hashed by the filter text.
+    exact: OpenTable<ExactSlot>,
+    /// The root node (id `ROOT`).
+    root: Node,
+    /// Every other node, by `(parent id, level)`.
+    nodes: OpenTable<Node>,
+    /// Next never-used node id.
+    next_id: u32,
+    /// Ids of freed nodes, reused first.
+    free_ids: Vec<u32>,
     levels: LevelInterner,
     terminals: Vec<Option<Terminal<P>>>,
     free_terminals: Vec<u32>,
@@ -108,10 +151,17 @@ pub struct FilterTrie<P> {
 impl<P> Default for FilterTrie<P> {
     fn default() -> Self {
         FilterTrie {
-            exact: HashTable::new(),
-            nodes: vec![Node::EMPTY],
-            free_node: NONE,
-            edges: HashTable::new(),
+            exact: OpenTable::default(),
+            root: Node {
+                key: u64::MAX,
+                id: ROOT,
+                end: NONE,
+                hash: NONE,
+                kids: 0,
+            },
+            nodes: OpenTable::default(),
+            next_id: ROOT + 1,
+            free_ids: Vec::new(),
             levels: LevelInterner::default(),
             terminals: Vec::new(),
             free_terminals: Vec::new(),
@@ -144,7 +194,7 @@ impl<P> FilterTrie<P> {
 
     /// Number of trie nodes in use (root included), for memory reports.
     pub fn node_count(&self) -> usize {
-        self.nodes.len() - self.free_node_count()
+        self.nodes.len() + 1
     }
 
     /// Distinct literal levels of the wildcard filters.
@@ -152,63 +202,73 @@ impl<P> FilterTrie<P> {
         self.levels.len()
     }
 
-    fn free_node_count(&self) -> usize {
-        let mut n = 0;
-        let mut i = self.free_node;
-        while i != NONE {
-            n += 1;
-            i = self.nodes[i as usize].plus;
-        }
-        n
+    #[inline]
+    fn key_hash(&self, key: u64) -> u64 {
+        self.hasher.hash_one(key)
     }
 
+    /// The slot in `exact` of the exact filter `topic` whose hash is `h`.
     #[inline]
-    fn find_exact(&self, topic: &str) -> Option<u32> {
-        let h = self.hasher.hash_one(topic);
+    fn find_exact(&self, topic: &str, h: u64) -> Option<usize> {
         let terms = &self.terminals;
-        self.exact
-            .find(h, |&t| {
-                terms[t as usize]
+        self.exact.find(h, |s| {
+            s.tag == tag(h)
+                && terms[s.term as usize]
                     .as_ref()
-                    .is_some_and(|x| &*x.filter == topic)
-            })
-            .copied()
+                    .is_some_and(|t| &*t.filter == topic)
+        })
     }
 
-    #[inline]
-    fn find_edge(&self, parent: u32, level: LevelId) -> Option<u32> {
-        let h = self.hasher.hash_one(edge_key(parent, level));
-        let nodes = &self.nodes;
-        self.edges
-            .find(h, |&c| {
-                let n = &nodes[c as usize];
-                n.parent == parent && n.level == level
-            })
-            .copied()
-    }
-
-    /// The node a wildcard filter ends at and whether it ends with `#`; `None` if some level
-    /// of its path is missing.
-    fn find_node(&self, filter: &str) -> Option<(u32, bool)> {
-        let mut n = ROOT;
-        for level in levels(filter) {
-            n = match level {
-                "#" => return Some((n, true)),
-                "+" => Some(self.nodes[n as usize].plus).filter(|&p| p != NONE)?,
-                lit => self.find_edge(n, self.levels.get(lit)?)?,
-            };
-        }
-        Some((n, false))
-    }
-
-    /// The terminal index of `filter`, if stored.
+    /// The terminal of `filter`, if stored.
     fn find_terminal(&self, filter: &str) -> Option<u32> {
         if !is_wildcard_text(filter) {
-            return self.find_exact(filter);
+            let h = self.hasher.hash_one(filter);
+            return self.find_exact(filter, h).map(|i| self.exact.at(i).term);
         }
-        let (n, hash) = self.find_node(filter)?;
-        let node = &self.nodes[n as usize];
+        let (at, hash) = self.find_path(filter, &mut Vec::new())?;
+        let node = self.node(at);
         Some(if hash { node.hash } else { node.end }).filter(|&t| t != NONE)
+    }
+
+    /// The slot of the child of node `parent` on edge `level`.
+    #[inline]
+    fn find_child(&self, parent: u32, level: LevelId) -> Option<usize> {
+        let key = edge_key(parent, level);
+        self.nodes.find(self.key_hash(key), |n| n.key == key)
+    }
+
+    #[inline]
+    fn node(&self, at: Loc) -> &Node {
+        match at {
+            Loc::Root => &self.root,
+            Loc::Slot(i) => self.nodes.at(i),
+        }
+    }
+
+    #[inline]
+    fn node_mut(&mut self, at: Loc) -> &mut Node {
+        match at {
+            Loc::Root => &mut self.root,
+            Loc::Slot(i) => self.nodes.at_mut(i),
+        }
+    }
+
+    /// The edge keys from the root to the node a wildcard filter ends at, and whether it ends
+    /// with `#`; `None` if some level of its path is missing. `path` is cleared first.
+    fn find_path(&self, filter: &str, path: &mut Vec<u64>) -> Option<(Loc, bool)> {
+        path.clear();
+        let mut at = Loc::Root;
+        for level in levels(filter) {
+            let level = match level {
+                "#" => return Some((at, true)),
+                "+" => PLUS,
+                lit => self.levels.get(lit)?,
+            };
+            let key = edge_key(self.node(at).id, level);
+            at = Loc::Slot(self.nodes.find(self.key_hash(key), |n| n.key == key)?);
+            path.push(key);
+        }
+        Some((at, false))
     }
 
     /// The payload of `filter`, if stored.
@@ -234,26 +294,9 @@ impl<P> FilterTrie<P> {
                 t
             }
             None => {
-                self.terminals.push(term);
+                open_table::push_huge(&mut self.terminals, term);
                 (self.terminals.len() - 1) as u32
             }
-        }
-    }
-
-    fn alloc_node(&mut self, parent: u32, level: LevelId) -> u32 {
-        let node = Node {
-            parent,
-            level,
-            ..Node::EMPTY
-        };
-        if self.free_node != NONE {
-            let i = self.free_node;
-            self.free_node = self.nodes[i as usize].plus;
-            self.nodes[i as usize] = node;
-            i
-        } else {
-            self.nodes.push(node);
-            (self.nodes.len() - 1) as u32
         }
     }
 
@@ -265,19 +308,21 @@ impl<P> FilterTrie<P> {
         make: impl FnOnce() -> P,
     ) -> Option<(&mut P, bool)> {
         let text = filter.as_str();
+        if self.terminals.len() >= NONE as usize {
+            return None;
+        }
         let (t, new) = if !filter.is_wildcard() {
-            match self.find_exact(text) {
-                Some(t) => (t, false),
+            let h = self.hasher.hash_one(text);
+            match self.find_exact(text, h) {
+                Some(i) => (self.exact.at(i).term, false),
                 None => {
-                    self.check_capacity()?;
                     let t = self.alloc_terminal(text, make());
                     let (terms, hasher) = (&self.terminals, &self.hasher);
-                    let h = hasher.hash_one(text);
-                    self.exact.insert_unique(h, t, |&x| {
-                        terms[x as usize]
-                            .as_ref()
-                            .map_or(0, |x| hasher.hash_one(&*x.filter))
-                    });
+                    let slot = ExactSlot {
+                        tag: tag(h),
+                        term: t,
+                    };
+                    self.exact.insert(h, slot, |s| exact_hash(hasher, terms, s));
                     (t, true)
                 }
             }
@@ -288,121 +333,136 @@ impl<P> FilterTrie<P> {
         Some((&mut term.payload, new))
     }
 
-    fn check_capacity(&self) -> Option<()> {
-        let room = |len: usize| len < (PLUS - 1) as usize;
-        (room(self.terminals.len()) && room(self.nodes.len())).then_some(())
-    }
-
     fn insert_wildcard(&mut self, filter: &str, make: impl FnOnce() -> P) -> Option<(u32, bool)> {
-        self.check_capacity()?;
-        let mut n = ROOT;
+        let mut at = Loc::Root;
         let mut hash = false;
         for level in levels(filter) {
-            if self.nodes.len() >= (PLUS - 1) as usize {
-                return None;
-            }
-            n = match level {
+            let parent = self.node(at).id;
+            let known = match level {
                 "#" => {
                     hash = true;
                     break;
                 }
-                "+" => match self.nodes[n as usize].plus {
-                    NONE => {
-                        let c = self.alloc_node(n, PLUS);
-                        self.nodes[n as usize].plus = c;
-                        c
-                    }
-                    p => p,
-                },
-                lit => match self.levels.get(lit).and_then(|id| self.find_edge(n, id)) {
-                    Some(c) => c,
-                    None => self.add_edge(n, lit)?,
-                },
+                "+" => self.find_child(parent, PLUS),
+                lit => self
+                    .levels
+                    .get(lit)
+                    .and_then(|id| self.find_child(parent, id)),
             };
+            at = Loc::Slot(match known {
+                Some(i) => i,
+                None => self.add_child(at, level)?,
+            });
         }
-        let node = &self.nodes[n as usize];
+        let node = self.node(at);
         let slot = if hash { node.hash } else { node.end };
         if slot != NONE {
             return Some((slot, false));
         }
         let t = self.alloc_terminal(filter, make());
-        let node = &mut self.nodes[n as usize];
+        let node = self.node_mut(at);
         *(if hash { &mut node.hash } else { &mut node.end }) = t;
         self.wildcards += 1;
         Some((t, true))
     }
 
-    fn add_edge(&mut self, parent: u32, lit: &str) -> Option<u32> {
-        let id = self.levels.acquire(lit)?;
-        let c = self.alloc_node(parent, id);
-        self.nodes[parent as usize].children += 1;
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        let h = hasher.hash_one(edge_key(parent, id));
-        self.edges.insert_unique(h, c, |&x| {
-            let n = &nodes[x as usize];
-            hasher.hash_one(edge_key(n.parent, n.level))
-        });
-        Some(c)
+    /// Adds the child `level` (`+` or a literal) under the node at `at`; its slot.
+    fn add_child(&mut self, at: Loc, level: &str) -> Option<usize> {
+        let id = match self.free_ids.pop() {
+            Some(id) => id,
+            None if self.next_id < PLUS - 1 => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+            None => return None,
+        };
+        let lid = match level {
+            "+" => PLUS,
+            lit => match self.levels.acquire(lit) {
+                Some(lid) => lid,
+                None => {
+                    self.free_ids.push(id);
+                    return None;
+                }
+            },
+        };
+        // The parent is updated first: inserting may move every slot.
+        let parent = self.node_mut(at);
+        if lid == PLUS {
+            parent.kids |= HAS_PLUS;
+        } else {
+            parent.kids += 1;
+        }
+        let key = edge_key(parent.id, lid);
+        let node = Node {
+            key,
+            id,
+            ..<Node as open_table::Slot>::EMPTY
+        };
+        let hasher = &self.hasher;
+        Some(
+            self.nodes
+                .insert(hasher.hash_one(key), node, |n| hasher.hash_one(n.key)),
+        )
     }
 
     /// Removes `filter`, giving its payload back.
     pub fn remove(&mut self, filter: &str) -> Option<P> {
-        if !is_wildcard_text(filter) {
+        let t = if !is_wildcard_text(filter) {
             let h = self.hasher.hash_one(filter);
-            let terms = &self.terminals;
-            let entry = self
-                .exact
-                .find_entry(h, |&t| {
-                    terms[t as usize]
-                        .as_ref()
-                        .is_some_and(|x| &*x.filter == filter)
-                })
-                .ok()?;
-            let (t, _) = entry.remove();
-            return self.free_terminal(t);
-        }
-        let (n, hash) = self.find_node(filter)?;
-        let node = &mut self.nodes[n as usize];
-        let slot = if hash { &mut node.hash } else { &mut node.end };
-        let t = std::mem::replace(slot, NONE);
-        if t == NONE {
-            return None;
-        }
-        self.wildcards -= 1;
-        self.prune(n);
-        self.free_terminal(t)
-    }
-
-    fn free_terminal(&mut self, t: u32) -> Option<P> {
+            let i = self.find_exact(filter, h)?;
+            let (terms, hasher) = (&self.terminals, &self.hasher);
+            self.exact
+                .remove_at(i, |s| exact_hash(hasher, terms, s))
+                .term
+        } else {
+            let mut path = Vec::new();
+            let (at, hash) = self.find_path(filter, &mut path)?;
+            let node = self.node_mut(at);
+            let slot = if hash { &mut node.hash } else { &mut node.end };
+            let t = std::mem::replace(slot, NONE);
+            if t == NONE {
+                return None;
+            }
+            self.wildcards -= 1;
+            self.prune(&path);
+            t
+        };
         let term = self.terminals[t as usize].take()?;
         self.free_terminals.push(t);
         Some(term.payload)
     }
 
-    /// Frees empty nodes from `n` up towards the root.
-    fn prune(&mut self, mut n: u32) {
-        while n != ROOT {
-            let node = self.nodes[n as usize];
-            if !node.is_empty() {
+    /// Frees the unused nodes at the end of `path` (edge keys from the root), deepest first.
+    fn prune(&mut self, path: &[u64]) {
+        for (depth, &key) in path.iter().enumerate().rev() {
+            let Some(i) = self.nodes.find(self.key_hash(key), |n| n.key == key) else {
+                return;
+            };
+            if !self.nodes.at(i).unused() {
                 return;
             }
-            let p = node.parent;
-            if node.level == PLUS {
-                self.nodes[p as usize].plus = NONE;
-            } else {
-                let h = self.hasher.hash_one(edge_key(p, node.level));
-                if let Ok(e) = self.edges.find_entry(h, |&c| c == n) {
-                    e.remove();
+            let hasher = &self.hasher;
+            let gone = self.nodes.remove_at(i, |n| hasher.hash_one(n.key));
+            self.free_ids.push(gone.id);
+            let parent = match depth.checked_sub(1) {
+                None => Loc::Root,
+                Some(up) => {
+                    let pk = path[up];
+                    match self.nodes.find(self.key_hash(pk), |n| n.key == pk) {
+                        Some(p) => Loc::Slot(p),
+                        None => return,
+                    }
                 }
-                self.nodes[p as usize].children -= 1;
-                self.levels.release(node.level);
-            }
-            self.nodes[n as usize] = Node {
-                plus: self.free_node,
-                ..Node::EMPTY
             };
-            self.free_node = n;
-            n = p;
+            let level = key as u32;
+            let parent = self.node_mut(parent);
+            if level == PLUS {
+                parent.kids &= !HAS_PLUS;
+            } else {
+                parent.kids -= 1;
+                self.levels.release(level);
+            }
         }
     }
 
@@ -410,37 +470,55 @@ impl<P> FilterTrie<P> {
     /// each once. `topic` should be a valid [`TopicName`](super::topic::TopicName); any other
     /// string is matched literally (a `+` level in it is not a wildcard) and never panics.
     pub fn for_each_match<'s>(&'s self, topic: &str, mut f: impl FnMut(&'s str, &'s P)) {
-        if let Some(t) = self.find_exact(topic) {
-            if let Some(term) = &self.terminals[t as usize] {
-                f(&term.filter, &term.payload);
-            }
-        }
+        let h = self.hasher.hash_one(topic);
         if self.wildcards == 0 {
+            if let Some(i) = self.find_exact(topic, h) {
+                emit(&self.terminals, self.exact.at(i).term, &mut f);
+            }
             return;
         }
+        self.exact.prefetch(h);
         SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut s) => self.walk(topic, &mut s, &mut f),
+            Ok(mut s) => self.walk(topic, h, &mut s, &mut f),
             // Re-entered from inside `f`: use fresh buffers.
-            Err(_) => self.walk(topic, &mut Scratch::default(), &mut f),
+            Err(_) => self.walk(topic, h, &mut Scratch::default(), &mut f),
         });
     }
 
-    /// The wildcard part of the match: DFS over (node, topic depth).
-    fn walk<'s>(&'s self, topic: &str, s: &mut Scratch, f: &mut impl FnMut(&'s str, &'s P)) {
-        // Every level's id up front, in one loop: the lookups are independent, so the CPU
-        // overlaps their cache misses instead of taking them one by one inside the walk.
+    /// The exact lookup (`exact_hash` is the topic's hash), then the wildcard part of the
+    /// match: DFS over (node, topic depth).
+    fn walk<'s>(
+        &'s self,
+        topic: &str,
+        exact_hash: u64,
+        s: &mut Scratch,
+        f: &mut impl FnMut(&'s str, &'s P),
+    ) {
+        // Every level hashed and its interner slot prefetched first, then looked up: the
+        // loads are independent, so their cache misses overlap instead of queueing.
+        s.hashes.clear();
+        for l in levels(topic) {
+            let h = self.levels.hash(l);
+            self.levels.prefetch(h);
+            s.hashes.push(h);
+        }
+        let terms = &self.terminals[..];
+        if let Some(i) = self.find_exact(topic, exact_hash) {
+            emit(terms, self.exact.at(i).term, f);
+        }
         s.ids.clear();
-        s.ids
-            .extend(levels(topic).map(|l| self.levels.get(l).unwrap_or(ABSENT)));
+        s.ids.extend(
+            levels(topic)
+                .zip(&s.hashes)
+                .map(|(l, &h)| self.levels.get_hashed(l, h).unwrap_or(ABSENT)),
+        );
         let depth = s.ids.len() as u32;
         let dollar = is_dollar_topic(topic);
-        let terms = &self.terminals[..];
         s.stack.clear();
-        s.stack.push((ROOT, 0));
-        while let Some((n, d)) = s.stack.pop() {
-            let node = &self.nodes[n as usize];
+        s.stack.push((self.root, 0));
+        while let Some((node, d)) = s.stack.pop() {
             // MQTT 5.0 section 4.7.2: a leading wildcard does not match a `$` topic.
-            let wild_ok = !(dollar && n == ROOT);
+            let wild_ok = !(dollar && d == 0);
             if node.hash != NONE && wild_ok {
                 emit(terms, node.hash, f);
             }
@@ -450,15 +528,23 @@ impl<P> FilterTrie<P> {
                 }
                 continue;
             }
-            if node.plus != NONE && wild_ok {
-                s.stack.push((node.plus, d + 1));
+            let lit = s.ids[d as usize];
+            let lit = (node.kids & !HAS_PLUS != 0 && lit != ABSENT).then_some(lit);
+            let plus = node.kids & HAS_PLUS != 0 && wild_ok;
+            // Both children's probes are started before either is compared.
+            let lit = lit.map(|l| (edge_key(node.id, l), self.key_hash(edge_key(node.id, l))));
+            let plus = plus.then(|| {
+                (
+                    edge_key(node.id, PLUS),
+                    self.key_hash(edge_key(node.id, PLUS)),
+                )
+            });
+            for &(_, h) in lit.iter().chain(plus.iter()) {
+                self.nodes.prefetch(h);
             }
-            if node.children > 0 {
-                let di = d as usize;
-                if s.ids[di] != ABSENT {
-                    if let Some(c) = self.find_edge(n, s.ids[di]) {
-                        s.stack.push((c, d + 1));
-                    }
+            for (key, h) in lit.into_iter().chain(plus) {
+                if let Some(i) = self.nodes.find(h, |n| n.key == key) {
+                    s.stack.push((*self.nodes.at(i), d + 1));
                 }
             }
         }
@@ -496,6 +582,13 @@ fn emit<'s, P>(terms: &'s [Option<Terminal<P>>], t: u32, f: &mut impl FnMut(&'s 
     if let Some(term) = &terms[t as usize] {
         f(&term.filter, &term.payload);
     }
+}
+
+/// The hash of the exact filter in slot `s` (to move it when the table grows or shifts).
+fn exact_hash<P>(hasher: &RandomState, terms: &[Option<Terminal<P>>], s: &ExactSlot) -> u64 {
+    terms[s.term as usize]
+        .as_ref()
+        .map_or(0, |t| hasher.hash_one(&*t.filter))
 }
 
 /// Whether a filter text contains a `+` or `#` level (the text is assumed validated).
@@ -552,14 +645,16 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t.node_count(), 1);
         assert_eq!(t.level_count(), 0);
-        assert!(t.edges.is_empty());
-        // Freed nodes and terminals are reused.
-        let before = t.nodes.len();
+        assert!(t.nodes.is_empty());
+        assert_eq!(t.root.kids, 0);
+        // Freed node ids and terminals are reused.
+        let (ids, terms) = (t.next_id, t.terminals.len());
         let t2 = &mut t;
         for f in ["a/b/c/+", "q/+"] {
             t2.get_or_insert_with(&TopicFilter::new(f).unwrap(), || 9);
         }
-        assert_eq!(t.nodes.len(), before);
+        assert_eq!((t.next_id, t.terminals.len()), (ids, terms));
+        assert_eq!(t.node_count(), 7);
         assert_eq!(matched(&t, "a/b/c/d"), ["a/b/c/+"]);
     }
 

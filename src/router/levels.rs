@@ -4,9 +4,12 @@
 //! (`status`, `temp`, a device id under several prefixes) is stored once however many filters
 //! use it. On the match path a topic level is looked up here once; a level that no filter has
 //! cannot match any literal edge, so the walk tries only `+` and `#` below it.
+//!
+//! The table is an [`OpenTable`] of 16-byte slots that hold short level text inline: looking
+//! up a level of up to 11 bytes reads one slot and nothing else.
 
+use super::open_table::{self, OpenTable};
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 /// A level id; literal ids stay below [`LevelInterner::MAX_ID`].
@@ -24,6 +27,19 @@ struct Slot {
     /// Text length if `<= INLINE`, else `u8::MAX` (text only in `names`).
     len: u8,
     text: [u8; INLINE],
+}
+
+impl open_table::Slot for Slot {
+    const EMPTY: Slot = Slot {
+        id: LevelId::MAX,
+        len: 0,
+        text: [0; INLINE],
+    };
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.id == LevelId::MAX
+    }
 }
 
 impl Slot {
@@ -59,7 +75,7 @@ impl Slot {
 #[derive(Debug, Default)]
 pub struct LevelInterner {
     /// Ids hashed by their text.
-    table: HashTable<Slot>,
+    table: OpenTable<Slot>,
     /// Text per id; an empty box for a free id (an empty level is a live `""` with refs > 0).
     names: Vec<Box<str>>,
     /// Edges using each id; 0 means the id is free.
@@ -76,10 +92,28 @@ impl LevelInterner {
     /// The id of `level`, if some edge uses it.
     #[inline]
     pub fn get(&self, level: &str) -> Option<LevelId> {
-        let h = self.hasher.hash_one(level.as_bytes());
+        self.get_hashed(level, self.hash(level))
+    }
+
+    /// The hash [`Self::get_hashed`] wants for `level`.
+    #[inline]
+    pub fn hash(&self, level: &str) -> u64 {
+        self.hasher.hash_one(level.as_bytes())
+    }
+
+    /// Starts loading the slot where `hash`'s lookup begins (see [`OpenTable::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash)
+    }
+
+    /// [`Self::get`] with the hash already computed by [`Self::hash`].
+    #[inline]
+    pub fn get_hashed(&self, level: &str, hash: u64) -> Option<LevelId> {
+        let names = &self.names;
         self.table
-            .find(h, |s| s.is(level, &self.names))
-            .map(|s| s.id)
+            .find(hash, |s| s.is(level, names))
+            .map(|i| self.table.at(i).id)
     }
 
     /// The id of `level`, created if needed, with one more reference. `None` when the id
@@ -107,7 +141,7 @@ impl LevelInterner {
         let (names, hasher) = (&self.names, &self.hasher);
         let h = hasher.hash_one(level.as_bytes());
         self.table
-            .insert_unique(h, Slot::new(id, level), |s| hasher.hash_one(s.text(names)));
+            .insert(h, Slot::new(id, level), |s| hasher.hash_one(s.text(names)));
         Some(id)
     }
 
@@ -122,9 +156,10 @@ impl LevelInterner {
             return;
         }
         *r = 0;
-        let h = self.hasher.hash_one(self.names[i].as_bytes());
-        if let Ok(entry) = self.table.find_entry(h, |s| s.id == id) {
-            entry.remove();
+        let (names, hasher) = (&self.names, &self.hasher);
+        let h = hasher.hash_one(names[i].as_bytes());
+        if let Some(at) = self.table.find(h, |s| s.id == id) {
+            self.table.remove_at(at, |s| hasher.hash_one(s.text(names)));
         }
         self.names[i] = Box::from("");
         self.free.push(id);

@@ -9,6 +9,7 @@
 pub mod cluster;
 mod filter_trie;
 mod levels;
+mod open_table;
 pub mod route_table;
 pub mod share;
 pub mod shared;
