@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf as _, BytesMut};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{oneshot, Notify};
 
 use super::mailbox;
 use super::{Broker, Handover, SubKey, ToConn};
-use crate::mqtt::codec::{Packet, ReasonCode};
+use crate::mqtt::codec::{self, CodecError, Packet, ReasonCode};
 use crate::mqtt::session::{Action, Connection};
 use crate::mqtt::transport::Transport;
 use crate::router::SubOptions;
@@ -69,12 +69,19 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
     let mut last_batch = 0;
     // Since when held deliveries have been waiting for queue room without any being taken.
     let mut stalled: Option<Instant> = None;
+    // One timer for the connection's life, armed at the session machine's deadline (or the
+    // hold grace's end, `stalled`: the loop then forces held deliveries in). A packet
+    // moves the keep-alive deadline later; the timer is then left where it is (no timer-wheel
+    // update per packet) and, when it fires early, `handle_timeout` finds nothing due and the
+    // timer is armed again at the new deadline.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let mut decoded = false;
         while !conn.is_awaiting_session() && !conn.is_closed() {
-            let max = conn.max_incoming_packet_size();
-            match Packet::decode(&mut buf, conn.protocol_version(), max) {
+            match decode(&mut buf, &conn) {
                 Ok(Some(p)) => {
                     let _ = task.broker.inner.metrics.packets_received.inc();
                     conn.handle_packet(p, now);
@@ -99,12 +106,16 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
         }
         let mut resumed = false;
         while let Some(action) = conn.poll_action() {
-            resumed |= task.act(&mut conn, action, now).await;
+            if let Some(wait) = task.act(&mut conn, action, now) {
+                resumed |= task.wait(&mut conn, wait).await;
+            }
         }
         if !task.flush(&mut conn, &mut stream, now).await {
             conn.handle_eof(Instant::now());
             while let Some(action) = conn.poll_action() {
-                task.act(&mut conn, action, Instant::now()).await;
+                if let Some(wait) = task.act(&mut conn, action, Instant::now()) {
+                    task.wait(&mut conn, wait).await;
+                }
             }
             break;
         }
@@ -118,13 +129,28 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
             // Hold no buffers while waiting: an idle connection then costs no 8 KiB read
             // buffer (`read_ready` allocates once data is there) and no delivery queue.
             buf = BytesMut::new();
-            if last_batch <= 1 && batch.is_empty() && batch.capacity() > 0 {
-                // Busy connections (bursts of deliveries) keep their two queue buffers.
-                batch = VecDeque::new();
-                rx.shrink();
+            if last_batch <= 1 && batch.is_empty() {
+                // Busy connections (bursts of deliveries) keep their buffers.
+                if batch.capacity() > 0 {
+                    batch = VecDeque::new();
+                    rx.shrink();
+                }
+                conn.shrink_idle();
             }
         }
-        let deadline = conn.poll_timeout();
+        // The session machine's deadline, or the end of the hold grace if that is sooner.
+        let deadline = match (conn.poll_timeout(), stalled.map(|t| t + HOLD_GRACE)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
+            Some(d) if armed.is_none_or(|a| d < a) => {
+                timer.as_mut().reset(d.into());
+                armed = Some(d);
+            }
+            Some(_) => {}
+            None => armed = None,
+        }
         tokio::select! {
             r = stream.read_ready(&mut buf, read_reserve(&conn)), if !conn.is_awaiting_session() => match r {
                 Ok(0) => conn.handle_eof(Instant::now()),
@@ -140,29 +166,43 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
             // burst. Not taken while earlier ones are still held, so a full channel holds up
             // the publishers (backpressure) instead of the session queue dropping messages.
             () = rx.recv_batch(&mut batch), if batch.is_empty() => last_batch = batch.len(),
-            () = sleep_until(stalled.map(|t| t + HOLD_GRACE)), if stalled.is_some() => {}
             () = kick.notified() => conn.shutdown(ReasonCode::QuotaExceeded, Instant::now()),
-            () = sleep_until(deadline), if deadline.is_some() => conn.handle_timeout(Instant::now()),
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                // Nothing due yet when the deadline moved on or it was the hold grace.
+                conn.handle_timeout(Instant::now());
+            }
         }
     }
     let _ = stream.shutdown().await;
 }
 
-/// Read room to reserve: small until CONNECT is handled. The decoded CONNECT's strings are
-/// zero-copy slices of the buffer they were read into, and the session keeps them for the
-/// connection's lifetime, which pins that whole allocation: 512 bytes (room for a usual
-/// CONNECT; a larger one grows the buffer) instead of `READ_RESERVE` per idle connection.
+/// Decodes the next packet from `buf`. CONNECT's frame is first copied into an allocation of
+/// its own size: its strings (client id, user name, Will) are zero-copy slices that the
+/// session keeps for the connection's life, and as slices of the read buffer they would pin
+/// that whole buffer (512 bytes and up) on every idle connection.
+fn decode(buf: &mut BytesMut, conn: &Connection) -> Result<Option<Packet>, CodecError> {
+    let max = conn.max_incoming_packet_size();
+    let version = conn.protocol_version();
+    if conn.is_connected() {
+        return Packet::decode(buf, version, max);
+    }
+    let Some((_, len)) = codec::check(buf, max)? else {
+        return Ok(None);
+    };
+    let mut frame = BytesMut::from(&buf[..len]);
+    buf.advance(len);
+    Packet::decode(&mut frame, version, max)
+}
+
+/// Read room to reserve: small until CONNECT is handled, so that a flood of connections that
+/// have not sent CONNECT yet holds 512 bytes each (a larger CONNECT grows the buffer) instead
+/// of `READ_RESERVE`.
 fn read_reserve(conn: &Connection) -> usize {
     if conn.is_connected() {
         READ_RESERVE
     } else {
         512
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d.into()).await;
     }
 }
 
@@ -224,9 +264,12 @@ impl Task {
         true
     }
 
-    /// Carries out one action; true when a session was attached (buffered input may resume).
-    async fn act(&mut self, conn: &mut Connection, action: Action, now: Instant) -> bool {
-        let broker = self.broker.clone();
+    /// Carries out one action. The two that wait (opening the session, a publish that finds
+    /// a subscriber's queue full or goes to the cluster) come back as [`Wait`] for [`Task::wait`]: the rest is
+    /// synchronous, so the task future, which lives as long as the connection, does not hold
+    /// an `Action` and the routing futures in one of its states.
+    fn act(&mut self, conn: &mut Connection, action: Action, now: Instant) -> Option<Wait> {
+        let broker = &self.broker;
         match action {
             Action::OpenSession {
                 client,
@@ -234,17 +277,7 @@ impl Task {
             } => {
                 let id: Arc<str> = client.client_id.as_str().into();
                 self.client = Some(id.clone());
-                let existing = broker
-                    .open_session(
-                        id,
-                        clean_start,
-                        self.conn_id,
-                        self.tx.clone(),
-                        self.kick.clone(),
-                    )
-                    .await;
-                conn.attach_session(existing, Instant::now());
-                return true;
+                return Some(Wait::Open { id, clean_start });
             }
             Action::Subscribe {
                 filter,
@@ -252,9 +285,7 @@ impl Task {
                 options,
                 send_retained,
             } => {
-                let Some(client) = self.client.clone() else {
-                    return false;
-                };
+                let client = self.client.clone()?;
                 let key = SubKey {
                     client,
                     filter: filter.as_str().into(),
@@ -294,7 +325,11 @@ impl Task {
             }
             Action::Publish(m) => {
                 let _ = broker.inner.metrics.messages_received.inc();
-                broker.route_publish(&m).await;
+                let blocked = broker.route_nowait(&m);
+                // Only in a cluster can forwarding wait (on a busy node connection).
+                if !blocked.is_empty() || broker.inner.cluster.get().is_some() {
+                    return Some(Wait::Publish(m, blocked));
+                }
             }
             Action::Retain(m) => broker.retain(&m),
             Action::Will { message, delay } => {
@@ -315,6 +350,69 @@ impl Task {
                 }
             }
         }
-        false
+        None
+    }
+
+    /// Carries out the waiting part of an action, each behind a `Box` (once per connection,
+    /// or only when a subscriber is slow) so that the connection's future stays small; true
+    /// when a session was attached (buffered input may resume).
+    async fn wait(&mut self, conn: &mut Connection, wait: Wait) -> bool {
+        match wait {
+            Wait::Open { id, clean_start } => {
+                let existing = Box::pin(self.broker.open_session(
+                    id,
+                    clean_start,
+                    self.conn_id,
+                    self.tx.clone(),
+                    self.kick.clone(),
+                ))
+                .await;
+                conn.attach_session(existing, Instant::now());
+                true
+            }
+            Wait::Publish(m, blocked) => {
+                let broker = &self.broker;
+                Box::pin(async move {
+                    broker.forward_publish(&m).await;
+                    broker.wait_blocked(blocked).await;
+                })
+                .await;
+                false
+            }
+        }
+    }
+}
+
+/// The part of an action that waits.
+enum Wait {
+    /// Register the session (taking over a live holder of the client id) and attach it.
+    Open { id: Arc<str>, clean_start: bool },
+    /// The rest of [`Broker::route_publish`] after its local deliveries: forward to the
+    /// cluster, wait for room in the subscribers' queues `route_nowait` found full.
+    Publish(Arc<crate::mqtt::session::Message>, Vec<super::Blocked>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::broker::BrokerConfig;
+
+    /// The connection task's future lives as long as its connection, so its size is part of
+    /// every idle connection's memory (issue 5 budget: 4 KiB per idle connection in all).
+    #[tokio::test]
+    async fn connection_future_stays_small() -> std::io::Result<()> {
+        let broker = Broker::new(BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let _client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+        let (server, peer) = listener.accept().await?;
+        let task = run(broker, Transport::Tcp(server), peer);
+        let size = std::mem::size_of_val(&task);
+        // 1.6 KiB in a debug build; 2.4 KiB while the routing futures were awaited inline
+        // (BENCHMARKS.md, "MQTT brokers side by side").
+        assert!(size <= 2048, "connection future is {size} bytes");
+        Ok(())
     }
 }

@@ -28,8 +28,9 @@ pub enum SessionEntry {
     },
     /// No connection: kept until `expiry` (messages queue into it).
     Stored {
-        /// The session.
-        state: SessionState,
+        /// The session, boxed: every entry of the store is as large as its largest variant,
+        /// and most entries are `Live` (an inline `SessionState` made each ~250 bytes).
+        state: Box<SessionState>,
         /// Identifies this storing (an expiry timer of an older one must not remove it).
         conn_id: u64,
         /// The expiry timer, if it expires.
@@ -72,7 +73,7 @@ impl Broker {
                 if let Some(h) = expiry {
                     h.abort();
                 }
-                Some(state)
+                Some(*state)
             }
             None => None,
         };
@@ -129,7 +130,7 @@ impl Broker {
         sessions.insert(
             client,
             SessionEntry::Stored {
-                state,
+                state: Box::new(state),
                 conn_id,
                 expiry: timer,
             },

@@ -225,6 +225,20 @@ impl Connection {
         Some(self.out.split().freeze())
     }
 
+    /// Frees what the last burst left allocated and empty: the action queue's capacity (a
+    /// few hundred bytes once it held an action) and the output buffer, which after
+    /// [`Connection::poll_transmit`] still holds the unwritten rest of its allocation. The
+    /// driver calls this before waiting on a connection that has gone quiet, so an idle
+    /// connection keeps neither.
+    pub fn shrink_idle(&mut self) {
+        if self.actions.is_empty() && self.actions.capacity() > 0 {
+            self.actions = VecDeque::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            self.out = BytesMut::new();
+        }
+    }
+
     /// Bytes encoded and not yet taken.
     pub fn pending_output(&self) -> usize {
         self.out.len()

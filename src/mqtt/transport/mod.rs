@@ -130,8 +130,6 @@ pub struct Connection {
     pub stream: Transport,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Our address (which listener, which loopback alias).
-    pub local: SocketAddr,
 }
 
 /// Errors `accept` rides out: the client went away before we took it, or the process ran out
@@ -216,28 +214,32 @@ impl Incoming {
 
     /// Runs the TLS handshake or WebSocket upgrade (nothing for TCP) within the deadline.
     pub async fn handshake(self) -> Result<Connection, TransportError> {
-        let local = self.tcp.local_addr()?;
         let peer = self.peer;
         let stream = match &*self.handshake {
             Handshake::Tcp => Transport::Tcp(self.tcp),
+            // The TLS and WebSocket handshake futures are boxed: the connection task's future
+            // is as large as its largest state for the connection's whole life, and a TCP
+            // connection (no handshake) should not pay for them.
             Handshake::Tls(acceptor) => {
-                let s = tokio::time::timeout(self.timeout, acceptor.accept(self.tcp))
-                    .await
-                    .map_err(|_| TransportError::Timeout)?
-                    .map_err(TransportError::Tls)?;
+                let s = Box::pin(tokio::time::timeout(
+                    self.timeout,
+                    acceptor.accept(self.tcp),
+                ))
+                .await
+                .map_err(|_| TransportError::Timeout)?
+                .map_err(TransportError::Tls)?;
                 Transport::Tls(Box::new(s))
             }
             Handshake::Ws(cfg) => {
-                let s = tokio::time::timeout(self.timeout, ws::accept(self.tcp, cfg))
-                    .await
-                    .map_err(|_| TransportError::Timeout)??;
+                let s = Box::pin(tokio::time::timeout(
+                    self.timeout,
+                    ws::accept(self.tcp, cfg),
+                ))
+                .await
+                .map_err(|_| TransportError::Timeout)??;
                 Transport::Ws(Box::new(s))
             }
         };
-        Ok(Connection {
-            stream,
-            peer,
-            local,
-        })
+        Ok(Connection { stream, peer })
     }
 }

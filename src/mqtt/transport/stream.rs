@@ -48,7 +48,16 @@ impl Transport {
                     buf.reserve(reserve);
                 }
                 match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Readiness was stale (tokio clears it only on `WouldBlock`, so the
+                        // first wait after a read returns at once): give the room back before
+                        // waiting, or an idle connection would hold `reserve` bytes it never
+                        // fills.
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                        continue;
+                    }
                     r => return r,
                 }
             },
@@ -123,5 +132,34 @@ impl AsyncWrite for Transport {
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Transport::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// After a read, tokio still reports the socket readable; the next wait must not keep the
+    /// reserved room while it finds nothing and waits (an idle connection holds no buffer).
+    #[tokio::test]
+    async fn idle_wait_holds_no_read_buffer() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let mut t = Transport::Tcp(server);
+        client.write_all(&[0xC0, 0x00]).await?;
+        let mut buf = BytesMut::new();
+        assert_eq!(t.read_ready(&mut buf, 8192).await?, 2);
+        assert!(buf.capacity() >= 8192);
+        buf.clear();
+        let waited = tokio::time::timeout(Duration::from_millis(50), t.read_ready(&mut buf, 8192));
+        assert!(waited.await.is_err(), "nothing was sent");
+        assert_eq!(buf.capacity(), 0);
+        client.write_all(&[0xC0, 0x00]).await?;
+        assert_eq!(t.read_ready(&mut buf, 8192).await?, 2);
+        assert_eq!(&buf[..], &[0xC0, 0x00]);
+        Ok(())
     }
 }
