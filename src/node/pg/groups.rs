@@ -106,6 +106,27 @@ impl Groups {
             .collect()
     }
 
+    /// Room for `additional` more groups (a peer's sync brings them by the million).
+    pub fn reserve(&mut self, additional: usize) {
+        self.map.reserve(additional);
+    }
+
+    /// `all_local_pids/1` as a `sync` carries it: `[{Group, [Pid]}]` of this node's members,
+    /// each pid once per join. Read from the table, where each group's local pids already
+    /// are, rather than regrouping every local pid's joins through a map as pg.erl does.
+    pub fn local_sync_list(&self) -> Term {
+        let list: Vec<Term> = self
+            .map
+            .iter()
+            .filter(|(_, e)| !e.local.is_empty())
+            .map(|(k, e)| {
+                let pids = Term::list(e.local.iter().copied().map(Term::Pid).collect::<Vec<_>>());
+                Term::Tuple(vec![k.term().clone(), pids])
+            })
+            .collect();
+        Term::list(list)
+    }
+
     /// Adds a subscriber; what it gets starts after this snapshot.
     pub fn subscribe(&mut self) -> (Vec<(Term, Vec<Pid>)>, mpsc::UnboundedReceiver<Membership>) {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -2,6 +2,11 @@
 //! and global names are arbitrary terms looked up by exact equality (`ets:lookup/2` on a `set`
 //! table). The external term format of a term is a faithful key for the terms these tables
 //! hold (atoms, binaries, tuples, integers, pids), so a key is the term and its encoding.
+//!
+//! A binary, the shape of every route group (DESIGN.md section 5), is its own encoding's
+//! content: its key is the binary alone, compared and hashed on its bytes, with no encoding
+//! made (a joining node's sync builds a million keys; encoding each was an allocation and a
+//! copy per route). Binary keys and other keys are never equal, as their encodings are not.
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
@@ -13,14 +18,26 @@ use crate::dist::etf::Term;
 #[derive(Debug, Clone)]
 pub struct TermKey {
     term: Term,
-    bytes: Bytes,
+    /// The encoding, for any term but a binary (whose bytes are the key).
+    bytes: Option<Bytes>,
 }
 
 impl TermKey {
     /// The key of `term`.
     pub fn new(term: Term) -> TermKey {
-        let bytes = term_to_binary(&term);
+        let bytes = match term {
+            Term::Binary(_) => None,
+            _ => Some(term_to_binary(&term)),
+        };
         TermKey { term, bytes }
+    }
+
+    /// The key of the binary `b` (what [`TermKey::new`] makes of `Term::Binary(b)`).
+    pub fn binary(b: Bytes) -> TermKey {
+        TermKey {
+            term: Term::Binary(b),
+            bytes: None,
+        }
     }
 
     /// The term itself.
@@ -32,18 +49,27 @@ impl TermKey {
     pub fn into_term(self) -> Term {
         self.term
     }
+
+    /// What equality and hashing look at: the binary's bytes, or the encoding.
+    fn key(&self) -> (bool, &[u8]) {
+        match (&self.bytes, &self.term) {
+            (Some(b), _) => (false, b),
+            (None, Term::Binary(b)) => (true, b),
+            (None, _) => (false, &[]),
+        }
+    }
 }
 
 impl PartialEq for TermKey {
     fn eq(&self, other: &TermKey) -> bool {
-        self.bytes == other.bytes
+        self.key() == other.key()
     }
 }
 impl Eq for TermKey {}
 
 impl Hash for TermKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.bytes.hash(state);
+        self.key().hash(state);
     }
 }
 
@@ -68,5 +94,10 @@ mod tests {
         set.insert(a.clone());
         assert!(set.contains(&b));
         assert_eq!(a.term(), &Term::binary(b"t/#"));
+        assert_eq!(a, TermKey::binary(bytes::Bytes::from_static(b"t/#")));
+        // A binary and a term whose encoding holds the same bytes are different keys.
+        let e = TermKey::new(Term::atom("t/#"));
+        assert_ne!(a, e);
+        assert_ne!(TermKey::new(Term::binary(b"")), TermKey::new(Term::Nil));
     }
 }

@@ -65,6 +65,12 @@ pub(crate) enum Command {
         pids: Vec<Pid>,
         reply: oneshot::Sender<bool>,
     },
+    /// Several `Join`s of the same pids in one request (one reply, one wake-up).
+    JoinGroups {
+        groups: Vec<Term>,
+        pids: Vec<Pid>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A handle on a running scope; cheap to clone.
@@ -181,6 +187,22 @@ impl Scope {
         self.commands
             .send(Command::Join {
                 group,
+                pids: pids.to_vec(),
+                reply,
+            })
+            .map_err(|_| PgError::NoScope)?;
+        rx.await.map_err(|_| PgError::NoScope)
+    }
+
+    /// `pg:join(Scope, Group, Pids)` for each of `groups` in order, as one request to the scope
+    /// (peers still get one `join` per group, as from pg.erl): a node whose broker takes a
+    /// million subscriptions at once joins a million groups without a round trip for each.
+    pub async fn join_groups(&self, groups: Vec<Term>, pids: &[Pid]) -> Result<(), PgError> {
+        self.check_local(pids)?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::JoinGroups {
+                groups,
                 pids: pids.to_vec(),
                 reply,
             })

@@ -102,7 +102,7 @@ pub(super) async fn run(
                 if is_hidden_nodeup(&p, &m) {
                     continue;
                 }
-                if let Err(e) = step(&mut p, |fx| st.handle(&m, fx)).await {
+                if let Err(e) = step(&mut p, |fx| st.handle_owned(m, fx)).await {
                     tracing::warn!(scope = scope.as_str(), error = %e, "pg: message ignored");
                 }
             }
@@ -111,6 +111,16 @@ pub(super) async fn run(
                 Some(Command::Join { group, pids, reply }) => {
                     let wire = Term::list(pids.iter().copied().map(Term::Pid).collect::<Vec<_>>());
                     step(&mut p, |fx| st.join_local(group, &pids, wire, fx)).await;
+                    let _ = reply.send(());
+                }
+                Some(Command::JoinGroups { groups, pids, reply }) => {
+                    let wire = Term::list(pids.iter().copied().map(Term::Pid).collect::<Vec<_>>());
+                    step(&mut p, |fx| {
+                        for group in groups {
+                            st.join_local(group, &pids, wire.clone(), fx);
+                        }
+                    })
+                    .await;
                     let _ = reply.send(());
                 }
                 Some(Command::Leave { group, pids, reply }) => {

@@ -9,6 +9,7 @@
 //!
 //! A BEAM scope crashes (`erlang:error(badarg)`) on any other cast or info message, so this side
 //! sends nothing else; it logs and ignores what it does not understand instead of crashing.
+use std::collections::hash_map::Entry;
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -39,14 +40,28 @@ pub trait Effects {
 /// to the sequence numbers of its joins, so a broker process that is the member of a million
 /// route groups joins and leaves each in O(1), not O(groups), and the list pg.erl would hold
 /// (newest first) can still be rebuilt when the process goes down.
+///
+/// A peer's `sync` is applied in place over what we knew of it: each group it lists is stamped
+/// with the sync's number, and what is left unstamped afterwards is what it no longer has. A
+/// sync identical to what we hold (pg.erl answers each `discover` with a full sync, so a node
+/// joining a cluster gets every peer's groups twice) then costs a lookup per group, where
+/// building the new map anew copied and rehashed a million entries.
 #[derive(Debug)]
 pub struct ScopeState {
     scope: Atom,
     me: Pid,
     local: HashMap<Pid, (Reference, HashMap<TermKey, Vec<u64>>)>,
     joins: u64,
-    remote: HashMap<Pid, (Reference, HashMap<TermKey, Vec<Pid>>)>,
+    remote: HashMap<Pid, (Reference, HashMap<TermKey, Known>)>,
+    syncs: u64,
     groups: Arc<Mutex<Groups>>,
+}
+
+/// A peer's members of one group, and the last sync that listed the group.
+#[derive(Debug)]
+struct Known {
+    pids: Vec<Pid>,
+    seen: u64,
 }
 
 /// A message the scope does not understand (logged and ignored).
@@ -62,17 +77,44 @@ fn pids_of(t: &Term) -> Option<Vec<Pid>> {
     }
 }
 
-fn sync_groups(t: &Term) -> Option<Vec<(TermKey, Vec<Pid>)>> {
-    let list = match t {
-        Term::Nil => return Some(Vec::new()),
-        _ => t.as_list()?,
-    };
+/// Whether `t` is a pid or a proper list of pids (pg's `PidOrPids`).
+fn is_pids(t: &Term) -> bool {
+    match t {
+        Term::Pid(_) => true,
+        _ => t
+            .as_list()
+            .is_some_and(|l| l.iter().all(|p| matches!(p, Term::Pid(_)))),
+    }
+}
+
+/// Whether `t` holds exactly the pids `known`, in order, without building a list.
+fn same_pids(t: &Term, known: &[Pid]) -> bool {
+    match t {
+        Term::Pid(p) => known == [*p],
+        _ => t.as_list().is_some_and(|l| {
+            l.len() == known.len()
+                && l.iter()
+                    .zip(known)
+                    .all(|(a, b)| matches!(a, Term::Pid(p) if p == b))
+        }),
+    }
+}
+
+/// The group list of a `sync`, checked whole before any of it is applied: a proper list of
+/// `{Group, Pids}`. A malformed sync is ignored, never half applied.
+fn sync_list(t: &Term) -> Option<&[Term]> {
+    let list = t.as_list()?;
     list.iter()
-        .map(|e| {
-            let [g, pids] = e.as_tuple_n::<2>()?;
-            Some((TermKey::new(g.clone()), pids_of(pids)?))
-        })
-        .collect()
+        .all(|e| matches!(e.as_tuple(), Some([_, pids]) if is_pids(pids)))
+        .then_some(list)
+}
+
+/// Takes the elements of a checked sync list (a clone when the message is borrowed).
+fn into_elements(t: Term) -> Vec<Term> {
+    match t {
+        Term::List(elems, _) => elems,
+        _ => Vec::new(),
+    }
 }
 
 impl ScopeState {
@@ -84,6 +126,7 @@ impl ScopeState {
             local: HashMap::default(),
             joins: 0,
             remote: HashMap::default(),
+            syncs: 0,
             groups,
         }
     }
@@ -167,6 +210,33 @@ impl ScopeState {
         true
     }
 
+    /// One message from the mailbox, taken by value: a `sync`'s groups become keys without
+    /// copying (the scope process's path).
+    pub fn handle_owned(&mut self, msg: Term, fx: &mut dyn Effects) -> Result<(), Unexpected> {
+        let Some(peer) = Self::sync_peer(&msg) else {
+            return self.handle(&msg, fx);
+        };
+        let groups = match msg {
+            Term::Tuple(mut t) if t.len() == 2 => match t.pop() {
+                Some(Term::Tuple(mut body)) if body.len() == 3 => body.pop(),
+                _ => None,
+            },
+            _ => None,
+        };
+        self.sync(peer, into_elements(groups.unwrap_or(Term::Nil)), fx);
+        Ok(())
+    }
+
+    /// The peer of a well-formed `{'$gen_cast', {sync, Peer, Groups}}`.
+    fn sync_peer(msg: &Term) -> Option<Pid> {
+        let [tag, body] = msg.as_tuple_n::<2>()?;
+        let [op, Term::Pid(peer), groups] = body.as_tuple_n::<3>()? else {
+            return None;
+        };
+        (tag.is_atom("$gen_cast") && op.is_atom("sync") && sync_list(groups).is_some())
+            .then_some(*peer)
+    }
+
     /// One message from the mailbox.
     pub fn handle(&mut self, msg: &Term, fx: &mut dyn Effects) -> Result<(), Unexpected> {
         let bad = || Unexpected(msg.clone());
@@ -177,8 +247,8 @@ impl ScopeState {
                 let (true, Term::Pid(peer)) = (op.is_atom("sync"), peer) else {
                     return Err(bad());
                 };
-                let groups = sync_groups(groups).ok_or_else(bad)?;
-                self.sync(*peer, groups, fx);
+                let list = sync_list(groups).ok_or_else(bad)?;
+                self.sync(*peer, list.to_vec(), fx);
             }
             [op, Term::Pid(peer)] if op.is_atom("discover") => self.discover(*peer, fx),
             [op, Term::Pid(peer), group, pids] if op.is_atom("join") => {
@@ -215,28 +285,11 @@ impl ScopeState {
         Ok(())
     }
 
-    /// `all_local_pids/1`: `[{Group, [Pid]}]` of local members.
-    fn local_groups_term(&self) -> Term {
-        let mut by_group: HashMap<&TermKey, Vec<Term>> = HashMap::default();
-        for (pid, (_, gs)) in &self.local {
-            for (g, seqs) in gs {
-                let pids = by_group.entry(g).or_default();
-                pids.extend(seqs.iter().map(|_| Term::Pid(*pid)));
-            }
-        }
-        Term::list(
-            by_group
-                .into_iter()
-                .map(|(g, pids)| Term::tuple(vec![g.term().clone(), Term::list(pids)]))
-                .collect::<Vec<_>>(),
-        )
-    }
-
     fn discover(&mut self, peer: Pid, fx: &mut dyn Effects) {
         let sync = Term::tuple(vec![
             Term::atom("sync"),
             Term::Pid(self.me),
-            self.local_groups_term(),
+            self.table().local_sync_list(),
         ]);
         fx.send(
             Dest::Pid(peer),
@@ -252,36 +305,72 @@ impl ScopeState {
         }
     }
 
-    /// `handle_sync/6`: the peer's list replaces what we knew of it.
-    fn sync(&mut self, peer: Pid, groups: Vec<(TermKey, Vec<Pid>)>, fx: &mut dyn Effects) {
-        let (r, mut old) = match self.remote.remove(&peer) {
+    /// `handle_sync/6` and `sync_groups/5`: the peer's list (elements checked by
+    /// [`sync_list`]) replaces what we knew of it. As in pg.erl, a group listed twice joins
+    /// twice and keeps its last pids.
+    fn sync(&mut self, peer: Pid, groups: Vec<Term>, fx: &mut dyn Effects) {
+        let (r, mut known) = match self.remote.remove(&peer) {
             Some(v) => v,
-            None => (fx.monitor(peer), HashMap::default()),
+            None => (
+                fx.monitor(peer),
+                HashMap::with_capacity_and_hasher(groups.len(), Default::default()),
+            ),
         };
-        let mut new = HashMap::with_capacity_and_hasher(groups.len(), Default::default());
+        self.syncs += 1;
+        let stamp = self.syncs;
         {
-            let mut table = self.table();
-            for (g, pids) in groups {
-                match old.remove(&g) {
-                    Some(prev) if prev == pids => {}
-                    Some(prev) => table.replace_remote(&g, &prev, &pids),
-                    None => table.join_remote(&g, &pids),
+            let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            table.reserve(groups.len());
+            for e in groups {
+                let Term::Tuple(e) = e else { continue };
+                let mut e = e.into_iter();
+                let (Some(g), Some(pids)) = (e.next(), e.next()) else {
+                    continue;
+                };
+                match known.entry(TermKey::new(g)) {
+                    Entry::Occupied(mut o) => {
+                        let first = o.get().seen != stamp;
+                        if first && same_pids(&pids, &o.get().pids) {
+                            o.get_mut().seen = stamp;
+                            continue;
+                        }
+                        let new = pids_of(&pids).unwrap_or_default();
+                        if first {
+                            table.replace_remote(o.key(), &o.get().pids, &new);
+                        } else {
+                            table.join_remote(o.key(), &new);
+                        }
+                        *o.get_mut() = Known {
+                            pids: new,
+                            seen: stamp,
+                        };
+                    }
+                    Entry::Vacant(v) => {
+                        let pids = pids_of(&pids).unwrap_or_default();
+                        table.join_remote(v.key(), &pids);
+                        v.insert(Known { pids, seen: stamp });
+                    }
                 }
-                new.insert(g, pids);
             }
-            for (g, pids) in old {
-                table.leave_remote(&g, &pids);
-            }
+            known.retain(|g, k| {
+                if k.seen != stamp {
+                    table.leave_remote(g, &k.pids);
+                }
+                k.seen == stamp
+            });
         }
-        self.remote.insert(peer, (r, new));
+        self.remote.insert(peer, (r, known));
     }
 
     fn join_remote(&mut self, peer: Pid, group: TermKey, pids: Vec<Pid>) {
         let Some((_, groups)) = self.remote.get_mut(&peer) else {
             return;
         };
-        let list = groups.entry(group.clone()).or_default();
-        list.splice(0..0, pids.iter().copied());
+        let known = groups.entry(group.clone()).or_insert(Known {
+            pids: Vec::new(),
+            seen: 0,
+        });
+        known.pids.splice(0..0, pids.iter().copied());
         self.table().join_remote(&group, &pids);
     }
 
@@ -290,12 +379,12 @@ impl ScopeState {
             return;
         };
         for g in groups {
-            if let Some(list) = known.get_mut(g) {
-                let rest = subtract(list, pids);
+            if let Some(k) = known.get_mut(g) {
+                let rest = subtract(&k.pids, pids);
                 if rest.is_empty() {
                     known.remove(g);
                 } else {
-                    *list = rest;
+                    k.pids = rest;
                 }
             }
         }
@@ -343,8 +432,8 @@ impl ScopeState {
                 return;
             };
             let mut table = self.table();
-            for (g, pids) in groups {
-                table.leave_remote(&g, &pids);
+            for (g, k) in groups {
+                table.leave_remote(&g, &k.pids);
             }
         }
     }

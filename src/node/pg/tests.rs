@@ -408,3 +408,127 @@ async fn the_scope_process_speaks_pg_to_a_peer_and_serves_rust_callers() {
         Err(super::PgError::NotLocal(_))
     ));
 }
+
+fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Membership>) -> Vec<Membership> {
+    let mut got = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        got.push(e);
+    }
+    got
+}
+
+#[test]
+fn a_repeated_sync_changes_nothing_and_a_changed_one_only_what_changed() {
+    let (mut st, g) = scope();
+    let mut fx = Fake::default();
+    let peer = pid(PEER, 9);
+    let (p2, p3) = (pid(PEER, 2), pid(PEER, 3));
+    let first = sync(peer, vec![(b"a", vec![p2]), (b"b", vec![p2, p3])]);
+    st.handle_owned(first.clone(), &mut fx).unwrap();
+    let (_, mut rx) = g.lock().unwrap().subscribe();
+    // pg.erl answers each discover with a full sync: the second copy is a no-op.
+    st.handle_owned(first, &mut fx).unwrap();
+    assert_eq!(drain(&mut rx), vec![]);
+    assert_eq!(members(&g, b"b"), vec![p2, p3]);
+    st.handle_owned(
+        sync(peer, vec![(b"b", vec![p3]), (b"c", vec![p2])]),
+        &mut fx,
+    )
+    .unwrap();
+    let b = Term::binary(b"b");
+    assert_eq!(
+        drain(&mut rx),
+        vec![
+            Membership::Leave {
+                group: b.clone(),
+                pids: vec![p2, p3]
+            },
+            Membership::Join {
+                group: b,
+                pids: vec![p3]
+            },
+            Membership::Join {
+                group: Term::binary(b"c"),
+                pids: vec![p2]
+            },
+            Membership::Leave {
+                group: Term::binary(b"a"),
+                pids: vec![p2]
+            },
+        ]
+    );
+    assert_eq!(members(&g, b"a"), vec![]);
+    assert_eq!(members(&g, b"b"), vec![p3]);
+    assert_eq!(fx.monitors.len(), 1, "the peer is monitored once");
+}
+
+#[test]
+fn a_group_listed_twice_joins_twice_as_in_pg_erl() {
+    let (mut st, g) = scope();
+    let mut fx = Fake::default();
+    let peer = pid(PEER, 9);
+    let (p2, p3) = (pid(PEER, 2), pid(PEER, 3));
+    st.handle_owned(sync(peer, vec![(b"a", vec![p2])]), &mut fx)
+        .unwrap();
+    // sync_groups/5: the first {a, _} takes the old entry, the second joins again.
+    st.handle_owned(sync(peer, vec![(b"a", vec![p2]), (b"a", vec![p3])]), &mut fx)
+        .unwrap();
+    assert_eq!(members(&g, b"a"), vec![p3, p2]);
+    // The peer's map keeps the last pids: a sync without `a` removes those.
+    st.handle_owned(sync(peer, vec![]), &mut fx).unwrap();
+    assert_eq!(members(&g, b"a"), vec![p2]);
+}
+
+#[test]
+fn a_malformed_sync_is_ignored_whole() {
+    let (mut st, g) = scope();
+    let mut fx = Fake::default();
+    let peer = pid(PEER, 9);
+    st.handle_owned(sync(peer, vec![(b"a", vec![pid(PEER, 2)])]), &mut fx)
+        .unwrap();
+    let bad = Term::tuple(vec![
+        Term::atom("$gen_cast"),
+        Term::tuple(vec![
+            Term::atom("sync"),
+            Term::Pid(peer),
+            Term::list(vec![
+                Term::tuple(vec![Term::binary(b"b"), Term::Pid(pid(PEER, 3))]),
+                Term::tuple(vec![Term::binary(b"c"), Term::list(vec![Term::Int(1)])]),
+            ]),
+        ]),
+    ]);
+    assert!(st.handle_owned(bad, &mut fx).is_err());
+    assert_eq!(members(&g, b"a"), vec![pid(PEER, 2)]);
+    assert_eq!(members(&g, b"b"), vec![]);
+}
+
+#[test]
+fn a_sync_carries_every_local_join() {
+    let (mut st, _) = scope();
+    let mut fx = Fake::default();
+    let (m1, m2) = (pid(ME, 5), pid(ME, 6));
+    let wire = |p: Pid| Term::list(vec![Term::Pid(p)]);
+    st.join_local(Term::binary(b"a"), &[m1], wire(m1), &mut fx);
+    st.join_local(Term::binary(b"a"), &[m1], wire(m1), &mut fx);
+    st.join_local(Term::binary(b"b"), &[m2], wire(m2), &mut fx);
+    st.handle(&discover(pid(PEER, 9)), &mut fx).unwrap();
+    let (_, msg) = &fx.sent[0];
+    let list = msg.element(1).and_then(|b| b.element(2)).unwrap();
+    let mut got: Vec<(Term, Vec<Term>)> = list
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let [g, ps] = e.as_tuple_n::<2>().unwrap();
+            (g.clone(), ps.as_list().unwrap().to_vec())
+        })
+        .collect();
+    got.sort_by_key(|(g, _)| g.as_binary().map(|b| b.to_vec()));
+    assert_eq!(
+        got,
+        vec![
+            (Term::binary(b"a"), vec![Term::Pid(m1), Term::Pid(m1)]),
+            (Term::binary(b"b"), vec![Term::Pid(m2)]),
+        ]
+    );
+}

@@ -9,13 +9,35 @@ use super::LocalChange;
 use crate::dist::etf::{Pid, Term};
 use crate::node::pg::Scope;
 
-/// Spawns the task; changes sent on the returned channel are applied in order.
+/// Most consecutive adds joined in one request to the scope (which handles nothing else
+/// meanwhile).
+const JOIN_BATCH: usize = 1024;
+
+/// Spawns the task; changes sent on the returned channel are applied in order. Adds queued
+/// together go to pg as one request ([`Scope::join_groups`]).
 pub(super) fn spawn(scope: Scope, broker: Pid) -> mpsc::UnboundedSender<LocalChange> {
     let (tx, mut rx) = mpsc::unbounded_channel::<LocalChange>();
     tokio::spawn(async move {
-        while let Some(change) = rx.recv().await {
+        let mut next = None;
+        while let Some(change) = match next.take() {
+            Some(c) => Some(c),
+            None => rx.recv().await,
+        } {
             let r = match &change {
-                LocalChange::Add(f) => scope.join(group(f), &[broker]).await.map(|_| true),
+                LocalChange::Add(f) => {
+                    let mut groups = vec![group(f)];
+                    while groups.len() < JOIN_BATCH {
+                        match rx.try_recv() {
+                            Ok(LocalChange::Add(f)) => groups.push(group(&f)),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    scope.join_groups(groups, &[broker]).await.map(|_| true)
+                }
                 LocalChange::Del(f) => scope.leave(group(f), &[broker]).await,
             };
             match r {
