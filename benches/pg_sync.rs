@@ -11,18 +11,30 @@
 //!   used meanwhile, all threads), then waits until stdin closes so the
 //!   driver can read the connection's byte counters first.
 //!
+//! - `stages N`: no network, one process: the same work cut into its steps, each timed on one
+//!   thread (holder: N local joins, the sync list, encoding into fragments; joiner: reassembly
+//!   and decoding, pg applying the sync, pg applying the identical second copy, the route
+//!   table applying pg's changes). Prints `stage NAME s=S` lines and `rss_kb=K`.
+//!
 //! Cookie: env `EMQX_NODE_COOKIE`. Build: `cargo bench --bench pg_sync --no-run`.
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes, BytesMut};
+
+use beamq::dist::control::ControlMessage;
 use beamq::dist::cookie::Cookie;
-use beamq::dist::etf::Atom;
+use beamq::dist::etf::{Atom, Pid, Reference, Term};
 use beamq::dist::listener::PortMode;
+use beamq::dist::message::{DistMessage, Inbound, Outbound, OutboundConfig};
 use beamq::dist::nodename::{NameKind, NodeName};
 use beamq::node::boot::{start, NodeConfig, RunningNode};
-use beamq::node::pg::{Scope, ROUTE_SCOPE};
-use beamq::router::cluster::ClusterRouter;
+use beamq::node::pg::state::{Effects, ScopeState};
+use beamq::node::pg::{Groups, Scope, ROUTE_SCOPE};
+use beamq::node::Dest;
+use beamq::router::cluster::{ClusterRouter, ClusterRoutes};
 
 /// The filter of route `i`.
 fn filter(i: usize) -> String {
@@ -147,6 +159,103 @@ async fn joiner(name: &str, peer: &str, n: usize) {
     wait_stdin_eof().await;
 }
 
+/// Effects that keep what pg sends (the discover's answer) and number monitors.
+#[derive(Default)]
+struct Captured {
+    sent: Vec<Term>,
+    refs: u32,
+}
+
+impl Effects for Captured {
+    fn monitor(&mut self, pid: Pid) -> Reference {
+        self.refs += 1;
+        Reference::new(pid.node, 1, &[self.refs, 0, 0]).expect("3 words")
+    }
+    fn demonitor(&mut self, _: Reference) {}
+    fn send(&mut self, _: Dest, msg: Term) {
+        self.sent.push(msg);
+    }
+}
+
+fn stage<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    let t0 = Instant::now();
+    let r = f();
+    println!("stage {name} s={:.3}", t0.elapsed().as_secs_f64());
+    r
+}
+
+fn stages(n: usize) {
+    let pid = |node: &str, id| Pid {
+        node: Atom::new(node),
+        id,
+        serial: 0,
+        creation: 1,
+    };
+    let (hscope, broker, jscope) = (pid("h@b", 1), pid("h@b", 2), pid("j@b", 1));
+    let scope = Atom::new(ROUTE_SCOPE);
+    let mut fx = Captured::default();
+    let mut holder = ScopeState::new(scope, hscope, Arc::new(Mutex::new(Groups::default())));
+    let wire = Term::list(vec![Term::Pid(broker)]);
+    stage("holder_joins", || {
+        for i in 0..n {
+            let g = Term::Binary(Bytes::from(filter(i)));
+            holder.join_local(g, &[broker], wire.clone(), &mut fx);
+        }
+    });
+    let discover = Term::tuple(vec![Term::atom("discover"), Term::Pid(jscope)]);
+    let sync = stage("holder_sync_list", || {
+        holder.handle(&discover, &mut fx).expect("discover");
+        fx.sent.remove(0)
+    });
+    let mut out = Outbound::new(OutboundConfig::default());
+    let frames = stage("holder_encode", || {
+        let mut buf = BytesMut::new();
+        out.encode(
+            &DistMessage::with_payload(ControlMessage::Send { to: jscope }, sync),
+            &mut buf,
+        );
+        buf.freeze()
+    });
+    let decode = |frames: &Bytes| {
+        let mut inbound = Inbound::default();
+        let mut rest = frames.clone();
+        let mut msg = None;
+        while rest.len() >= 4 {
+            let len = rest.get_u32() as usize;
+            let frame = rest.split_to(len);
+            if let Some(m) = inbound.receive(frame).expect("frame") {
+                msg = m.payload;
+            }
+        }
+        msg.expect("a whole message")
+    };
+    let groups = Arc::new(Mutex::new(Groups::default()));
+    let mut joiner = ScopeState::new(scope, jscope, groups.clone());
+    let (_, mut events) = groups.lock().expect("table").subscribe();
+    let rss0 = rss_kb();
+    let first = stage("joiner_decode", || decode(&frames));
+    stage("joiner_pg_sync", || {
+        joiner.handle_owned(first, &mut fx).expect("sync")
+    });
+    let mut routes = ClusterRoutes::new(Atom::new("j@b"));
+    stage("joiner_routes", || {
+        while let Ok(e) = events.try_recv() {
+            routes.apply(&e);
+        }
+    });
+    let second = stage("joiner_decode_again", || decode(&frames));
+    stage("joiner_pg_same_sync", || {
+        joiner.handle_owned(second, &mut fx).expect("sync")
+    });
+    assert_eq!(routes.len(), n);
+    println!(
+        "groups={} routes={} joiner_rss_b_per_route={}",
+        groups.lock().expect("table").len(),
+        routes.len(),
+        rss_kb().saturating_sub(rss0) * 1024 / n as u64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -157,6 +266,7 @@ fn main() {
     match args.as_slice() {
         [role, name, n] if role == "holder" => rt.block_on(holder(name, count(n))),
         [role, name, peer, n] if role == "joiner" => rt.block_on(joiner(name, peer, count(n))),
+        [role, n] if role == "stages" => stages(count(n)),
         // `cargo bench` with no arguments runs every bench binary: nothing to do alone.
         [] => eprintln!("pg_sync: driven by scripts/bench-cluster pg-sync"),
         _ => {

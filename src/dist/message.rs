@@ -242,10 +242,14 @@ impl Outbound {
             patch_len(out, start);
             return;
         }
-        // Too big for one frame: re-cut the encoded body into fragments.
+        // Too big for one frame: re-cut the encoded body into fragments, in room reserved
+        // once (`split_off` leaves `out` only the capacity before the body, and growing it
+        // fragment by fragment re-copied everything written so far at each doubling).
         let body = out.split_off(body_start).freeze();
         out.truncate(start);
         let count = body_len.div_ceil(size) as u64;
+        let header = body_start - start;
+        out.reserve(body_len + header + 64 + count as usize * FRAG_CONT_OVERHEAD);
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         for (i, chunk) in body.chunks(size).enumerate() {
@@ -277,6 +281,9 @@ impl Outbound {
         }
     }
 }
+
+/// Length prefix and header of a continuation fragment: `Len:32, 131, 70, Seq:64, Frag:64`.
+const FRAG_CONT_OVERHEAD: usize = 4 + 2 + 8 + 8;
 
 fn patch_len(out: &mut BytesMut, at: usize) {
     let len = (out.len() - at - 4) as u32;

@@ -5,6 +5,7 @@
 //! Group, Pids}` (`lib/kernel/src/pg.erl` `notify_group/5`).
 use std::collections::HashMap as StdHashMap;
 
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use super::key::TermKey;
@@ -33,10 +34,14 @@ pub enum Membership {
     },
 }
 
+/// A group's pids: nearly always one (a route group has one member per node), kept inline
+/// so a million groups are not a million small allocations per list.
+pub(super) type PidList = SmallVec<[Pid; 1]>;
+
 #[derive(Debug, Default)]
 struct Entry {
-    all: Vec<Pid>,
-    local: Vec<Pid>,
+    all: PidList,
+    local: PidList,
 }
 
 /// The table of one scope.
@@ -47,8 +52,8 @@ pub struct Groups {
 }
 
 /// `A -- B` as Erlang computes it: each element of `b` removes its first occurrence in `a`.
-pub(super) fn subtract(a: &[Pid], b: &[Pid]) -> Vec<Pid> {
-    let mut out = a.to_vec();
+pub(super) fn subtract(a: &[Pid], b: &[Pid]) -> PidList {
+    let mut out = PidList::from_slice(a);
     for p in b {
         if let Some(i) = out.iter().position(|x| x == p) {
             out.remove(i);
@@ -62,7 +67,7 @@ impl Groups {
     pub fn members(&self, group: &TermKey) -> Vec<Pid> {
         self.map
             .get(group)
-            .map(|e| e.all.clone())
+            .map(|e| e.all.to_vec())
             .unwrap_or_default()
     }
 
@@ -70,7 +75,7 @@ impl Groups {
     pub fn local_members(&self, group: &TermKey) -> Vec<Pid> {
         self.map
             .get(group)
-            .map(|e| e.local.clone())
+            .map(|e| e.local.to_vec())
             .unwrap_or_default()
     }
 
@@ -102,7 +107,7 @@ impl Groups {
     pub fn snapshot(&self) -> Vec<(Term, Vec<Pid>)> {
         self.map
             .iter()
-            .map(|(k, e)| (k.term().clone(), e.all.clone()))
+            .map(|(k, e)| (k.term().clone(), e.all.to_vec()))
             .collect()
     }
 
@@ -141,8 +146,8 @@ impl Groups {
     /// `join_local_update_ets/5`.
     pub fn join_local(&mut self, group: &TermKey, pids: &[Pid]) {
         let e = self.map.entry(group.clone()).or_default();
-        e.all.splice(0..0, pids.iter().copied());
-        e.local.splice(0..0, pids.iter().copied());
+        e.all.insert_many(0, pids.iter().copied());
+        e.local.insert_many(0, pids.iter().copied());
         self.notify(Membership::Join {
             group: group.term().clone(),
             pids: pids.to_vec(),
@@ -152,7 +157,7 @@ impl Groups {
     /// `join_remote_update_ets/5`.
     pub fn join_remote(&mut self, group: &TermKey, pids: &[Pid]) {
         let e = self.map.entry(group.clone()).or_default();
-        e.all.splice(0..0, pids.iter().copied());
+        e.all.insert_many(0, pids.iter().copied());
         self.notify(Membership::Join {
             group: group.term().clone(),
             pids: pids.to_vec(),
@@ -194,7 +199,7 @@ impl Groups {
     /// (`sync_groups/5`: `AllNewPids = Pids ++ AllOldPids -- OldPids`).
     pub fn replace_remote(&mut self, group: &TermKey, old: &[Pid], new: &[Pid]) {
         let e = self.map.entry(group.clone()).or_default();
-        let mut all = new.to_vec();
+        let mut all = PidList::from_slice(new);
         all.extend(subtract(&e.all, old));
         e.all = all;
         if e.all.is_empty() && e.local.is_empty() {

@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::groups::{subtract, Groups};
+use super::groups::{subtract, Groups, PidList};
 use super::key::TermKey;
 use crate::dist::etf::{Atom, Pid, Reference, Term};
 use crate::node::Dest;
@@ -60,7 +60,7 @@ pub struct ScopeState {
 /// A peer's members of one group, and the last sync that listed the group.
 #[derive(Debug)]
 struct Known {
-    pids: Vec<Pid>,
+    pids: PidList,
     seen: u64,
 }
 
@@ -74,6 +74,19 @@ fn pids_of(t: &Term) -> Option<Vec<Pid>> {
         Term::Pid(p) => Some(vec![*p]),
         Term::Nil => Some(Vec::new()),
         _ => t.as_list()?.iter().map(Term::as_pid).collect(),
+    }
+}
+
+/// The pids of a checked `PidOrPids` (see [`is_pids`]).
+fn pid_list(t: &Term) -> PidList {
+    match t {
+        Term::Pid(p) => PidList::from_slice(&[*p]),
+        _ => t
+            .as_list()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Term::as_pid)
+            .collect(),
     }
 }
 
@@ -164,8 +177,10 @@ impl ScopeState {
             }
         }
         self.table().join_local(&key, pids);
-        let msg = Term::tuple(vec![Term::atom("join"), Term::Pid(self.me), group, wire]);
-        self.broadcast(fx, &msg);
+        if !self.remote.is_empty() {
+            let msg = Term::tuple(vec![Term::atom("join"), Term::Pid(self.me), group, wire]);
+            self.broadcast(fx, &msg);
+        }
     }
 
     /// `handle_call({leave_local, Group, PidOrPids}, ...)`: false is `not_joined`.
@@ -334,7 +349,7 @@ impl ScopeState {
                             o.get_mut().seen = stamp;
                             continue;
                         }
-                        let new = pids_of(&pids).unwrap_or_default();
+                        let new = pid_list(&pids);
                         if first {
                             table.replace_remote(o.key(), &o.get().pids, &new);
                         } else {
@@ -346,7 +361,7 @@ impl ScopeState {
                         };
                     }
                     Entry::Vacant(v) => {
-                        let pids = pids_of(&pids).unwrap_or_default();
+                        let pids = pid_list(&pids);
                         table.join_remote(v.key(), &pids);
                         v.insert(Known { pids, seen: stamp });
                     }
@@ -367,10 +382,10 @@ impl ScopeState {
             return;
         };
         let known = groups.entry(group.clone()).or_insert(Known {
-            pids: Vec::new(),
+            pids: PidList::new(),
             seen: 0,
         });
-        known.pids.splice(0..0, pids.iter().copied());
+        known.pids.insert_many(0, pids.iter().copied());
         self.table().join_remote(&group, &pids);
     }
 

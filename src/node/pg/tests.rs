@@ -471,8 +471,11 @@ fn a_group_listed_twice_joins_twice_as_in_pg_erl() {
     st.handle_owned(sync(peer, vec![(b"a", vec![p2])]), &mut fx)
         .unwrap();
     // sync_groups/5: the first {a, _} takes the old entry, the second joins again.
-    st.handle_owned(sync(peer, vec![(b"a", vec![p2]), (b"a", vec![p3])]), &mut fx)
-        .unwrap();
+    st.handle_owned(
+        sync(peer, vec![(b"a", vec![p2]), (b"a", vec![p3])]),
+        &mut fx,
+    )
+    .unwrap();
     assert_eq!(members(&g, b"a"), vec![p3, p2]);
     // The peer's map keeps the last pids: a sync without `a` removes those.
     st.handle_owned(sync(peer, vec![]), &mut fx).unwrap();
