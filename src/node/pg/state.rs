@@ -50,12 +50,15 @@ pub trait Effects {
 pub struct ScopeState {
     scope: Atom,
     me: Pid,
-    local: HashMap<Pid, (Reference, HashMap<TermKey, Vec<u64>>)>,
+    local: HashMap<Pid, (Reference, HashMap<TermKey, Joins>)>,
     joins: u64,
     remote: HashMap<Pid, (Reference, HashMap<TermKey, Known>)>,
     syncs: u64,
     groups: Arc<Mutex<Groups>>,
 }
+
+/// The sequence numbers of a local pid's joins of one group (nearly always one: inline).
+type Joins = smallvec::SmallVec<[u64; 1]>;
 
 /// A peer's members of one group, and the last sync that listed the group.
 #[derive(Debug)]
@@ -171,7 +174,7 @@ impl ScopeState {
                 None => {
                     let r = fx.monitor(*p);
                     let mut gs = HashMap::default();
-                    gs.insert(key.clone(), vec![self.joins]);
+                    gs.insert(key.clone(), Joins::from_slice(&[self.joins]));
                     self.local.insert(*p, (r, gs));
                 }
             }

@@ -6,11 +6,14 @@
 //! its last join is gone. Keyed by member pid, not node: a stock BEAM node where several plain
 //! processes joined a group has several subscribers there, and each gets its own dispatch
 //! (rule 5); a node following rule 3 has one member, so one dispatch per node.
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 
 use crate::dist::etf::{Atom, Pid, Term};
 use crate::node::pg::Membership;
 use crate::router::{NodeId, NodeNames, RouteTable, TopicFilter};
+
+/// foldhash, as pg's tables: every route a sync brings looks its member pid up here.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// A member pid interned to a slot of [`ClusterRoutes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,7 +54,7 @@ impl ClusterRoutes {
         let own = nodes.intern(own.as_str());
         ClusterRoutes {
             table: RouteTable::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             nodes,
