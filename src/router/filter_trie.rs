@@ -11,47 +11,42 @@
 //!   level costs one probe, usually one cache line. Levels are interned ([`LevelInterner`]);
 //! - every filter's text and payload live once, in a terminal arena shared by both parts.
 //!
-//! The big arrays ask for transparent huge pages ([`open_table::huge_vec`]): at 1 M filters
-//! the TLB misses of 4 KiB pages cost as much as the cache misses.
+//! The big arrays ask for transparent huge pages ([`open_table::huge_vec`]), so that at 1 M
+//! filters a random read is a cache miss but not also a TLB miss.
 //!
-//! Matching walks the trie with an explicit stack (no recursion: a 65535-byte topic may have
-//! 32 k levels) in thread-local scratch buffers, so a match allocates nothing once warm. At
-//! 1 M filters a publish is bound by cache misses, so the walk starts the loads it can know in
-//! advance: the exact table's slot and all of the topic's levels' interner slots are
-//! prefetched before any is compared, and at each node the `+` child and the literal child
-//! are prefetched together.
+//! Matching is in `filter_walk.rs`.
 
+use super::filter_text::FilterText;
 use super::levels::{LevelId, LevelInterner};
 use super::open_table::{self, OpenTable};
-use super::topic::{is_dollar_topic, levels, TopicFilter};
+use super::topic::{levels, TopicFilter};
 use foldhash::fast::RandomState;
-use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 /// "No node / no terminal".
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 /// The level id of the edge to a `+` child.
-const PLUS: LevelId = u32::MAX - 1;
+pub(super) const PLUS: LevelId = u32::MAX - 1;
 /// A topic level not known to the interner: only wildcards can match it.
-const ABSENT: LevelId = u32::MAX;
+pub(super) const ABSENT: LevelId = u32::MAX;
 /// The root node's id.
 const ROOT: u32 = 0;
 /// In [`Node::kids`]: the node has a `+` child.
-const HAS_PLUS: u32 = 1 << 31;
+pub(super) const HAS_PLUS: u32 = 1 << 31;
 
 /// One trie node, stored in the node table under its key `(parent id, level)`: 24 bytes.
 #[derive(Debug, Clone, Copy)]
-struct Node {
+pub(super) struct Node {
     /// `edge_key(parent id, level id or PLUS)`.
-    key: u64,
+    pub(super) key: u64,
     /// This node's id: its children's parent id. `NONE` marks a free slot.
-    id: u32,
+    pub(super) id: u32,
     /// Terminal of the filter ending at this node.
-    end: u32,
+    pub(super) end: u32,
     /// Terminal of the filter `<this node>/#`.
-    hash: u32,
+    pub(super) hash: u32,
     /// Number of literal children, and `HAS_PLUS`.
-    kids: u32,
+    pub(super) kids: u32,
 }
 
 impl open_table::Slot for Node {
@@ -84,11 +79,11 @@ enum Loc {
 
 /// A slot of the exact-filter table: 8 bytes, eight to a cache line.
 #[derive(Debug, Clone, Copy)]
-struct ExactSlot {
+pub(super) struct ExactSlot {
     /// The high half of the filter's hash: compared before the filter text is.
-    tag: u32,
+    pub(super) tag: u32,
     /// The filter's terminal; `NONE` marks a free slot.
-    term: u32,
+    pub(super) term: u32,
 }
 
 impl open_table::Slot for ExactSlot {
@@ -101,51 +96,36 @@ impl open_table::Slot for ExactSlot {
 }
 
 #[inline]
-fn tag(hash: u64) -> u32 {
+pub(super) fn tag(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
 /// A stored filter with its payload.
 #[derive(Debug)]
-struct Terminal<P> {
-    filter: Box<str>,
-    payload: P,
-}
-
-/// Reused buffers of the match walk.
-#[derive(Default)]
-struct Scratch {
-    /// Interner hash per topic level.
-    hashes: Vec<u64>,
-    /// Interned id per topic level (`ABSENT` for a level no filter has).
-    ids: Vec<LevelId>,
-    /// DFS stack of `(node, depth)`.
-    stack: Vec<(Node, u32)>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+pub(super) struct Terminal<P> {
+    pub(super) filter: FilterText,
+    pub(super) payload: P,
 }
 
 /// Topic filters → `P`, with MQTT matching. Not synchronised: see `shared.rs`.
 #[derive(Debug)]
 pub struct FilterTrie<P> {
     /// Exact filters' terminals hashed by the filter text.
-    exact: OpenTable<ExactSlot>,
+    pub(super) exact: OpenTable<ExactSlot>,
     /// The root node (id `ROOT`).
-    root: Node,
+    pub(super) root: Node,
     /// Every other node, by `(parent id, level)`.
-    nodes: OpenTable<Node>,
+    pub(super) nodes: OpenTable<Node>,
     /// Next never-used node id.
     next_id: u32,
     /// Ids of freed nodes, reused first.
     free_ids: Vec<u32>,
-    levels: LevelInterner,
-    terminals: Vec<Option<Terminal<P>>>,
+    pub(super) levels: LevelInterner,
+    pub(super) terminals: Vec<Option<Terminal<P>>>,
     free_terminals: Vec<u32>,
     /// Wildcard filters stored in the trie.
     wildcards: usize,
-    hasher: RandomState,
+    pub(super) hasher: RandomState,
 }
 
 impl<P> Default for FilterTrie<P> {
@@ -172,7 +152,7 @@ impl<P> Default for FilterTrie<P> {
 }
 
 #[inline]
-fn edge_key(parent: u32, level: LevelId) -> u64 {
+pub(super) fn edge_key(parent: u32, level: LevelId) -> u64 {
     (u64::from(parent) << 32) | u64::from(level)
 }
 
@@ -203,19 +183,19 @@ impl<P> FilterTrie<P> {
     }
 
     #[inline]
-    fn key_hash(&self, key: u64) -> u64 {
+    pub(super) fn key_hash(&self, key: u64) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// The slot in `exact` of the exact filter `topic` whose hash is `h`.
     #[inline]
-    fn find_exact(&self, topic: &str, h: u64) -> Option<usize> {
+    pub(super) fn find_exact(&self, topic: &str, h: u64) -> Option<usize> {
         let terms = &self.terminals;
         self.exact.find(h, |s| {
             s.tag == tag(h)
                 && terms[s.term as usize]
                     .as_ref()
-                    .is_some_and(|t| &*t.filter == topic)
+                    .is_some_and(|t| t.filter.as_str() == topic)
         })
     }
 
@@ -477,84 +457,14 @@ impl<P> FilterTrie<P> {
             }
             return;
         }
-        self.exact.prefetch(h);
-        SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut s) => self.walk(topic, h, &mut s, &mut f),
-            // Re-entered from inside `f`: use fresh buffers.
-            Err(_) => self.walk(topic, h, &mut Scratch::default(), &mut f),
-        });
-    }
-
-    /// The exact lookup (`exact_hash` is the topic's hash), then the wildcard part of the
-    /// match: DFS over (node, topic depth).
-    fn walk<'s>(
-        &'s self,
-        topic: &str,
-        exact_hash: u64,
-        s: &mut Scratch,
-        f: &mut impl FnMut(&'s str, &'s P),
-    ) {
-        // Every level hashed and its interner slot prefetched first, then looked up: the
-        // loads are independent, so their cache misses overlap instead of queueing.
-        s.hashes.clear();
-        for l in levels(topic) {
-            let h = self.levels.hash(l);
-            self.levels.prefetch(h);
-            s.hashes.push(h);
-        }
-        let terms = &self.terminals[..];
-        if let Some(i) = self.find_exact(topic, exact_hash) {
-            emit(terms, self.exact.at(i).term, f);
-        }
-        s.ids.clear();
-        s.ids.extend(
-            levels(topic)
-                .zip(&s.hashes)
-                .map(|(l, &h)| self.levels.get_hashed(l, h).unwrap_or(ABSENT)),
-        );
-        let depth = s.ids.len() as u32;
-        let dollar = is_dollar_topic(topic);
-        s.stack.clear();
-        s.stack.push((self.root, 0));
-        while let Some((node, d)) = s.stack.pop() {
-            // MQTT 5.0 section 4.7.2: a leading wildcard does not match a `$` topic.
-            let wild_ok = !(dollar && d == 0);
-            if node.hash != NONE && wild_ok {
-                emit(terms, node.hash, f);
-            }
-            if d == depth {
-                if node.end != NONE {
-                    emit(terms, node.end, f);
-                }
-                continue;
-            }
-            let lit = s.ids[d as usize];
-            let lit = (node.kids & !HAS_PLUS != 0 && lit != ABSENT).then_some(lit);
-            let plus = node.kids & HAS_PLUS != 0 && wild_ok;
-            // Both children's probes are started before either is compared.
-            let lit = lit.map(|l| (edge_key(node.id, l), self.key_hash(edge_key(node.id, l))));
-            let plus = plus.then(|| {
-                (
-                    edge_key(node.id, PLUS),
-                    self.key_hash(edge_key(node.id, PLUS)),
-                )
-            });
-            for &(_, h) in lit.iter().chain(plus.iter()) {
-                self.nodes.prefetch(h);
-            }
-            for (key, h) in lit.into_iter().chain(plus) {
-                if let Some(i) = self.nodes.find(h, |n| n.key == key) {
-                    s.stack.push((*self.nodes.at(i), d + 1));
-                }
-            }
-        }
+        self.walk(topic, h, &mut f);
     }
 
     /// Every stored filter with its payload, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &P)> + '_ {
         self.terminals
             .iter()
-            .filter_map(|t| t.as_ref().map(|t| (&*t.filter, &t.payload)))
+            .filter_map(|t| t.as_ref().map(|t| (t.filter.as_str(), &t.payload)))
     }
 
     /// Keeps the filters for which `keep(filter, payload)` is true; the others are removed.
@@ -562,13 +472,13 @@ impl<P> FilterTrie<P> {
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut P) -> bool) {
         for i in 0..self.terminals.len() {
             let drop_it = match &mut self.terminals[i] {
-                Some(t) => !keep(&t.filter, &mut t.payload),
+                Some(t) => !keep(t.filter.as_str(), &mut t.payload),
                 None => false,
             };
             if drop_it {
                 let filter = self.terminals[i]
                     .as_ref()
-                    .map(|t| t.filter.clone())
+                    .map(|t| t.filter.as_str().to_string())
                     .unwrap_or_default();
                 self.remove(&filter);
             }
@@ -578,9 +488,13 @@ impl<P> FilterTrie<P> {
 
 /// Hands terminal `t` to the match callback.
 #[inline]
-fn emit<'s, P>(terms: &'s [Option<Terminal<P>>], t: u32, f: &mut impl FnMut(&'s str, &'s P)) {
+pub(super) fn emit<'s, P>(
+    terms: &'s [Option<Terminal<P>>],
+    t: u32,
+    f: &mut impl FnMut(&'s str, &'s P),
+) {
     if let Some(term) = &terms[t as usize] {
-        f(&term.filter, &term.payload);
+        f(term.filter.as_str(), &term.payload);
     }
 }
 
@@ -588,7 +502,7 @@ fn emit<'s, P>(terms: &'s [Option<Terminal<P>>], t: u32, f: &mut impl FnMut(&'s 
 fn exact_hash<P>(hasher: &RandomState, terms: &[Option<Terminal<P>>], s: &ExactSlot) -> u64 {
     terms[s.term as usize]
         .as_ref()
-        .map_or(0, |t| hasher.hash_one(&*t.filter))
+        .map_or(0, |t| hasher.hash_one(t.filter.as_str()))
 }
 
 /// Whether a filter text contains a `+` or `#` level (the text is assumed validated).
@@ -673,6 +587,18 @@ mod tests {
         let mut all: Vec<_> = t.iter().map(|(f, _)| f.to_string()).collect();
         all.sort();
         assert_eq!(all, ["a/+", "a/b"]);
+    }
+
+    #[test]
+    fn long_filters_and_topics() {
+        let long = "a-level-longer-than-thirty-bytes-in-all/b";
+        let wild = "a-level-longer-than-thirty-bytes-in-all/+";
+        let mut t = trie(&[long, wild, "short/+"]);
+        assert_eq!(matched(&t, long), [wild, long]);
+        assert_eq!(t.get(long), Some(&0));
+        assert_eq!(t.remove(long), Some(0));
+        assert_eq!(matched(&t, long), [wild]);
+        assert_eq!(matched(&t, "short/x"), ["short/+"]);
     }
 
     #[test]

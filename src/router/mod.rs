@@ -7,7 +7,9 @@
 //! runs on the node (`node`, `dist`) below it.
 
 pub mod cluster;
+mod filter_text;
 mod filter_trie;
+mod filter_walk;
 mod levels;
 mod open_table;
 pub mod route_table;

@@ -57,17 +57,9 @@ impl<T: Slot> OpenTable<T> {
     /// before they need the answers, so the misses overlap.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        if self.slots.is_empty() {
-            return;
+        if let Some(s) = self.slots.get(hash as usize & self.mask()) {
+            prefetch(s);
         }
-        let p = &self.slots[hash as usize & self.mask()] as *const T;
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint with no architectural effect; `p` points into `slots`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
     }
 
     /// The index of the slot for which `eq` holds, probing from `hash`.
@@ -175,15 +167,28 @@ impl<T: Slot> OpenTable<T> {
     }
 }
 
+/// Hints the CPU to start loading the cache line of `x`.
+#[inline]
+pub fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no architectural effect, and `x` is a valid reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (x as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// Tables at least this large ask for transparent huge pages.
 const HUGE_FROM: usize = 4 << 20;
 
 /// An empty vector with room for `cap` items whose memory, when large, is marked for
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux `mm/khugepaged.c`) before it is first
 /// touched. Why: a publish at 1 M filters makes ~10 random reads into ~100 MiB; with 4 KiB
-/// pages each is also a TLB miss (a page walk, two-dimensional under a hypervisor), which
-/// profiling showed costing as much as the cache misses themselves. With THP in `madvise` mode
-/// (the Debian default) only memory advised this way gets 2 MiB pages.
+/// pages each is also a TLB miss (a page walk, two-dimensional under a hypervisor). With THP
+/// in `madvise` mode (the Debian default) only memory advised this way gets 2 MiB pages.
 pub fn huge_vec<T>(cap: usize) -> Vec<T> {
     let v: Vec<T> = Vec::with_capacity(cap);
     let bytes = cap * std::mem::size_of::<T>();
