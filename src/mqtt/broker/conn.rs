@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, Notify};
 use super::mailbox;
 use super::{Broker, Handover, SubKey, ToConn};
 use crate::mqtt::codec::{self, CodecError, Packet, ReasonCode};
-use crate::mqtt::session::{Action, Connection};
+use crate::mqtt::session::{Action, Connection, Message};
 use crate::mqtt::transport::Transport;
 use crate::router::SubOptions;
 
@@ -105,10 +105,22 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
             };
         }
         let mut resumed = false;
+        // Consecutive PUBLISHes are routed as one batch (`Broker::route_publish`).
+        let mut publishes = Vec::new();
         while let Some(action) = conn.poll_action() {
+            if let Action::Publish(m) = action {
+                publishes.push(m);
+                continue;
+            }
+            if let Some(wait) = task.publish(&mut publishes) {
+                task.wait(&mut conn, wait).await;
+            }
             if let Some(wait) = task.act(&mut conn, action, now) {
                 resumed |= task.wait(&mut conn, wait).await;
             }
+        }
+        if let Some(wait) = task.publish(&mut publishes) {
+            task.wait(&mut conn, wait).await;
         }
         if !task.flush(&mut conn, &mut stream, now).await {
             conn.handle_eof(Instant::now());
@@ -264,6 +276,27 @@ impl Task {
         true
     }
 
+    /// Routes a batch of the client's PUBLISHes (emptying it) as far as that does not wait;
+    /// the rest of [`Broker::route_publish`] comes back as [`Wait::Publish`].
+    fn publish(&self, batch: &mut Vec<Arc<Message>>) -> Option<Wait> {
+        if batch.is_empty() {
+            return None;
+        }
+        let broker = &self.broker;
+        let _ = broker
+            .inner
+            .metrics
+            .messages_received
+            .inc_by(batch.len() as u64);
+        let blocked = broker.route_nowait(batch);
+        // Only in a cluster can forwarding wait (on a busy node connection).
+        if !blocked.is_empty() || broker.inner.cluster.get().is_some() {
+            return Some(Wait::Publish(std::mem::take(batch), blocked));
+        }
+        batch.clear();
+        None
+    }
+
     /// Carries out one action. The two that wait (opening the session, a publish that finds
     /// a subscriber's queue full or goes to the cluster) come back as [`Wait`] for [`Task::wait`]: the rest is
     /// synchronous, so the task future, which lives as long as the connection, does not hold
@@ -286,10 +319,7 @@ impl Task {
                 send_retained,
             } => {
                 let client = self.client.clone()?;
-                let key = SubKey {
-                    client,
-                    filter: filter.as_str().into(),
-                };
+                let key = SubKey::new(client, &filter);
                 let opts = SubOptions {
                     qos: options.qos as u8,
                     no_local: options.no_local,
@@ -315,22 +345,12 @@ impl Task {
                 subscription,
             } => {
                 if let Some(client) = self.client.clone() {
-                    let key = SubKey {
-                        client,
-                        filter: filter.as_str().into(),
-                    };
+                    let key = SubKey::new(client, &filter);
                     let mut subs = broker.inner.subs.write();
                     broker.unsubscribe_in(&mut subs, &subscription, &key);
                 }
             }
-            Action::Publish(m) => {
-                let _ = broker.inner.metrics.messages_received.inc();
-                let blocked = broker.route_nowait(&m);
-                // Only in a cluster can forwarding wait (on a busy node connection).
-                if !blocked.is_empty() || broker.inner.cluster.get().is_some() {
-                    return Some(Wait::Publish(m, blocked));
-                }
-            }
+            Action::Publish(m) => return self.publish(&mut vec![m]),
             Action::Retain(m) => broker.retain(&m),
             Action::Will { message, delay } => {
                 if let Some(client) = self.client.clone() {
@@ -370,10 +390,12 @@ impl Task {
                 conn.attach_session(existing, Instant::now());
                 true
             }
-            Wait::Publish(m, blocked) => {
+            Wait::Publish(msgs, blocked) => {
                 let broker = &self.broker;
                 Box::pin(async move {
-                    broker.forward_publish(&m).await;
+                    for m in &msgs {
+                        broker.forward_publish(m).await;
+                    }
                     broker.wait_blocked(blocked).await;
                 })
                 .await;
@@ -389,7 +411,7 @@ enum Wait {
     Open { id: Arc<str>, clean_start: bool },
     /// The rest of [`Broker::route_publish`] after its local deliveries: forward to the
     /// cluster, wait for room in the subscribers' queues `route_nowait` found full.
-    Publish(Arc<crate::mqtt::session::Message>, Vec<super::Blocked>),
+    Publish(Vec<Arc<Message>>, Vec<super::ConnBatch>),
 }
 
 #[cfg(test)]

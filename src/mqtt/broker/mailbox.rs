@@ -29,6 +29,9 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     capacity: usize,
     /// Wakes the receiver (a stored permit covers a send between its check and its wait).
+    /// Notified only when the queue goes from empty to non-empty: the receiver waits only after
+    /// finding it empty under the lock, so that transition is the one wakeup it needs, and a
+    /// burst to a busy receiver costs no further wakeups.
     ready: Notify,
     /// Wakes senders waiting for room.
     room: Notify,
@@ -40,6 +43,10 @@ impl<T> Shared<T> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The receiver is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
 
 /// The sending half; cheap to clone.
 pub struct Sender<T>(Arc<Shared<T>>);
@@ -95,9 +102,32 @@ impl<T> Sender<T> {
         if q.items.len() >= self.0.capacity {
             return Err(TrySendError::Full(item));
         }
+        let was_empty = q.items.is_empty();
         q.items.push_back(item);
         drop(q);
-        self.0.ready.notify_one();
+        if was_empty {
+            self.0.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues items from the front of `items` while there is room, under one lock and with at
+    /// most one wakeup (a publish batch's deliveries to one connection). What did not fit stays
+    /// in `items`, in order; `Err` when the receiver is gone (nothing queued).
+    pub fn try_send_many(&self, items: &mut VecDeque<T>) -> Result<(), Closed> {
+        let mut q = self.0.lock();
+        if q.closed {
+            return Err(Closed);
+        }
+        let was_empty = q.items.is_empty();
+        let room = self.0.capacity.saturating_sub(q.items.len());
+        let n = room.min(items.len());
+        q.items.extend(items.drain(..n));
+        let woke = was_empty && !q.items.is_empty();
+        drop(q);
+        if woke {
+            self.0.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -225,6 +255,47 @@ mod tests {
         assert_eq!(waiting.await.ok(), Some(true));
         rx.recv_batch(&mut batch).await;
         assert_eq!(batch.pop_front(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn send_many_queues_what_fits_in_order() {
+        let (tx, mut rx) = channel::<u32>(4);
+        assert!(tx.try_send(0).is_ok());
+        let mut items: VecDeque<u32> = (1..7).collect();
+        assert_eq!(tx.try_send_many(&mut items), Ok(()));
+        assert_eq!(
+            items,
+            VecDeque::from(vec![4, 5, 6]),
+            "the rest stays, in order"
+        );
+        let mut batch = VecDeque::new();
+        rx.recv_batch(&mut batch).await;
+        assert_eq!(batch.drain(..).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(tx.try_send_many(&mut items), Ok(()));
+        assert!(items.is_empty());
+        // A burst into a non-empty queue: the one wakeup of the first item covers it all.
+        let waiter = tokio::spawn(async move {
+            let mut batch = VecDeque::new();
+            rx.recv_batch(&mut batch).await;
+            let first: Vec<_> = batch.drain(..).collect();
+            rx.recv_batch(&mut batch).await;
+            (first, batch.drain(..).collect::<Vec<_>>(), rx)
+        });
+        let (first, second, rx) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let mut more: VecDeque<u32> = VecDeque::from(vec![7]);
+            assert_eq!(tx.try_send_many(&mut more), Ok(()));
+            waiter.await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("receiver not woken"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, vec![4, 5, 6]);
+        assert_eq!(second, vec![7]);
+        drop(rx);
+        let mut late = VecDeque::from(vec![8]);
+        assert_eq!(tx.try_send_many(&mut late), Err(Closed));
+        assert_eq!(late, VecDeque::from(vec![8]));
     }
 
     #[tokio::test]

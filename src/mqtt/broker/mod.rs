@@ -19,7 +19,7 @@ mod conn;
 pub mod mailbox;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,14 +39,31 @@ pub use cluster::{from_cluster, to_cluster};
 pub use store::SessionEntry;
 
 /// A route's subscriber: the session (by client id) and the filter exactly as it wrote it,
-/// which [`Delivery::filter`] must carry.
+/// which [`Delivery::filter`] must carry (held as an `MqttString`, so a delivery takes a
+/// reference count, not a copy and a UTF-8 check).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SubKey {
     /// Client identifier of the session.
     pub client: Arc<str>,
     /// The filter as written in SUBSCRIBE (`$share/g/...` included).
-    pub filter: Arc<str>,
+    pub filter: MqttString,
 }
+
+impl SubKey {
+    /// The key of `client`'s subscription `filter`. The filter is copied out of the buffer it
+    /// was decoded from (a slice would pin the whole receive buffer for as long as the route
+    /// lives).
+    pub fn new(client: Arc<str>, filter: &MqttString) -> SubKey {
+        // A valid MqttString always converts; the fallback keeps this free of panics.
+        let filter = MqttString::try_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
+        SubKey { client, filter }
+    }
+}
+
+/// Maps on the publish path: foldhash with a per-map random seed, as the router's level
+/// interner (`router/levels.rs`); SipHash of the client id was the largest single cost of a
+/// 1→100 fan-out in `perf`.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A taken-over connection's session and how long it was to be kept.
 pub type Handover = (
@@ -71,23 +88,83 @@ pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 /// delivery is dropped and the channel marked congested.
 pub const QOS0_GRACE: Duration = Duration::from_millis(20);
 
-/// A delivery that found its subscriber's channel full.
-struct Blocked {
+/// One connection's deliveries from a publish batch, in message order: queued together (one
+/// lock, at most one wakeup), and what did not fit is waited for or given up.
+struct ConnBatch {
     tx: mailbox::Sender<ToConn>,
     kick: Arc<tokio::sync::Notify>,
     client: Arc<str>,
-    delivery: Delivery,
+    items: VecDeque<ToConn>,
 }
 
-impl Blocked {
-    /// The subscriber did not make room: drop the delivery; for QoS 1/2 also disconnect it
-    /// (QoS 0 may be lost, a QoS 1/2 delivery may not silently).
-    fn give_up(self, broker: &Broker) {
-        let _ = broker.inner.metrics.messages_dropped.inc();
-        if self.delivery.message.qos != QoS::AtMostOnce {
+impl ConnBatch {
+    /// Queues what fits now; false when the connection is gone (the rest is counted dropped).
+    fn send_now(&mut self, broker: &Broker) -> bool {
+        if self.tx.try_send_many(&mut self.items).is_err() {
+            broker.count_dropped(self.items.len());
+            self.items.clear();
+            return false;
+        }
+        true
+    }
+
+    /// Drops what is left without waiting: QoS 0 is lost, a QoS 1/2 delivery may not be lost
+    /// silently, so its subscriber is disconnected.
+    fn give_up(mut self, broker: &Broker) {
+        let reliable = self.items.iter().any(|i| !is_best_effort(i));
+        broker.count_dropped(self.items.len());
+        self.items.clear();
+        if reliable {
             tracing::warn!(client = %self.client, "slow consumer: disconnecting");
             self.kick.notify_one();
         }
+    }
+
+    /// Waits for room for what is left, in order: QoS 1/2 up to [`SLOW_CONSUMER_GRACE`] per
+    /// delivery (then the subscriber is disconnected), QoS 0 up to [`QOS0_GRACE`] (then dropped
+    /// and the channel marked congested, so that further QoS 0 deliveries to a subscriber that
+    /// is not reading drop at once until it takes items again).
+    async fn wait_for_room(mut self, broker: &Broker) {
+        while let Some(item) = self.items.pop_front() {
+            let best_effort = is_best_effort(&item);
+            if best_effort && self.tx.is_congested() {
+                broker.count_dropped(1);
+                continue;
+            }
+            let grace = if best_effort {
+                QOS0_GRACE
+            } else {
+                SLOW_CONSUMER_GRACE
+            };
+            match self.tx.send_timeout(item, grace).await {
+                Ok(()) => {
+                    // The receiver took its queue: the rest likely fits at once.
+                    if !self.send_now(broker) {
+                        return;
+                    }
+                }
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) if best_effort => {
+                    self.tx.mark_congested();
+                    broker.count_dropped(1);
+                }
+                Err(mpsc::error::SendTimeoutError::Timeout(item)) => {
+                    self.items.push_front(item);
+                    self.give_up(broker);
+                    return;
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    broker.count_dropped(1 + self.items.len());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_best_effort(item: &ToConn) -> bool {
+    match item {
+        ToConn::Deliver(d) => d.message.qos == QoS::AtMostOnce,
+        ToConn::Takeover(_) => false,
     }
 }
 
@@ -147,7 +224,7 @@ struct Shared {
     channel_capacity: usize,
     auth: Arc<dyn AuthHook>,
     subs: ReadMostly<SubscriptionTable<SubKey>>,
-    sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
+    sessions: Mutex<FastMap<Arc<str>, SessionEntry>>,
     retained: Mutex<RetainedStore>,
     wills: Mutex<HashMap<Arc<str>, AbortHandle>>,
     metrics: Metrics,
@@ -170,7 +247,7 @@ impl Broker {
                 channel_capacity: config.channel_capacity.max(1),
                 auth: config.auth,
                 subs: ReadMostly::new(SubscriptionTable::new(config.share_strategy)),
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(FastMap::default()),
                 retained: Mutex::new(RetainedStore::new(RetainedLimits::default())),
                 wills: Mutex::new(HashMap::new()),
                 metrics: Metrics::new(),
@@ -245,119 +322,120 @@ impl Broker {
     /// channel disconnects that subscriber (a client's PUBLISH uses [`Broker::route_publish`],
     /// which waits first).
     pub fn route_local(&self, msg: &Arc<Message>) {
-        for blocked in self.route_nowait(msg) {
+        for blocked in self.route_nowait(std::slice::from_ref(msg)) {
             blocked.give_up(self);
         }
     }
 
-    /// [`Broker::route`] for a client's PUBLISH, with flow control: a delivery that finds its
-    /// subscriber's channel full is awaited, holding up only this publisher (which then stops
-    /// reading its socket, so it slows to the subscriber's pace as over one TCP connection).
-    /// QoS 1/2 waits up to [`SLOW_CONSUMER_GRACE`], then disconnects the subscriber; QoS 0
-    /// waits up to [`QOS0_GRACE`], then is dropped and marks the channel congested, so that
-    /// later QoS 0 deliveries to a subscriber that is not reading drop at once.
-    pub async fn route_publish(&self, msg: &Arc<Message>) {
-        let blocked = self.route_nowait(msg);
-        self.forward_publish(msg).await;
+    /// [`Broker::route`] for a client's PUBLISHes (in the order received), with flow control:
+    /// deliveries that find their subscriber's channel full are awaited, holding up only this
+    /// publisher (which then stops reading its socket, so it slows to the subscriber's pace as
+    /// over one TCP connection). QoS 1/2 waits up to [`SLOW_CONSUMER_GRACE`], then disconnects
+    /// the subscriber; QoS 0 waits up to [`QOS0_GRACE`], then is dropped and marks the channel
+    /// congested, so that later QoS 0 deliveries to a subscriber that is not reading drop at
+    /// once.
+    ///
+    /// A batch (the PUBLISHes decoded from one read) is matched under one read guard and its
+    /// deliveries are grouped per connection, so a connection gets one lock and at most one
+    /// wakeup per batch instead of one per message (as rumqttd's router drains its inputs in
+    /// batches). Each subscriber still sees the messages in publish order.
+    pub async fn route_publish(&self, msgs: &[Arc<Message>]) {
+        let blocked = self.route_nowait(msgs);
+        for msg in msgs {
+            self.forward_publish(msg).await;
+        }
         self.wait_blocked(blocked).await;
+    }
+
+    /// Waits for room for the deliveries [`Broker::route_nowait`] could not queue, connection
+    /// by connection, giving up (and counting) past their grace.
+    async fn wait_blocked(&self, blocked: Vec<ConnBatch>) {
+        for b in blocked {
+            b.wait_for_room(self).await;
+        }
     }
 
     /// [`Broker::route_local`] with the flow control of [`Broker::route_publish`]: what a
     /// dispatch from another node goes through, so a remote publisher's QoS 1/2 message waits
     /// for a busy subscriber as a local publisher's does.
     pub async fn route_local_wait(&self, msg: &Arc<Message>) {
-        let blocked = self.route_nowait(msg);
-        self.wait_blocked(blocked).await;
-    }
-
-    /// Waits for room for each blocked delivery, giving up (and counting) past its grace.
-    async fn wait_blocked(&self, blocked: Vec<Blocked>) {
-        for blocked in blocked {
-            let Blocked {
-                tx,
-                kick,
-                client,
-                delivery,
-            } = blocked;
-            let best_effort = delivery.message.qos == QoS::AtMostOnce;
-            let grace = if best_effort {
-                QOS0_GRACE
-            } else {
-                SLOW_CONSUMER_GRACE
-            };
-            let sent = tx.send_timeout(ToConn::Deliver(delivery), grace).await;
-            if let Err(mpsc::error::SendTimeoutError::Timeout(ToConn::Deliver(delivery))) = sent {
-                if best_effort {
-                    tx.mark_congested();
-                }
-                Blocked {
-                    tx,
-                    kick,
-                    client,
-                    delivery,
-                }
-                .give_up(self);
-            }
+        for b in self.route_nowait(std::slice::from_ref(msg)) {
+            b.wait_for_room(self).await;
         }
     }
 
-    /// Delivers what fits at once; returns the deliveries whose channel was full (QoS 0 ones
-    /// only while the channel is not marked congested).
-    fn route_nowait(&self, msg: &Arc<Message>) -> Vec<Blocked> {
-        let mut blocked = Vec::new();
-        let mut targets: Vec<(SubKey, bool)> = Vec::new();
+    fn count_dropped(&self, n: usize) {
+        if n > 0 {
+            let _ = self.inner.metrics.messages_dropped.inc_by(n as u64);
+        }
+    }
+
+    /// Matches `msgs` and queues what fits at once; returns the connections some of whose
+    /// deliveries did not fit (QoS 0 ones to a congested channel are dropped here).
+    ///
+    /// Lock order: the subscription table's read guard, then the session store (no path takes
+    /// them the other way round: the store's users drop it before changing routes).
+    fn route_nowait(&self, msgs: &[Arc<Message>]) -> Vec<ConnBatch> {
+        let mut conns: Vec<ConnBatch> = Vec::new();
+        let now = Instant::now();
         {
             let subs = self.inner.subs.read();
+            if subs.is_empty() {
+                return conns;
+            }
+            let mut sessions = lock(&self.inner.sessions);
+            // Client id → its entry in `conns`, for this batch.
+            let mut index: FastMap<&str, usize> = FastMap::default();
             let mut rng = rand::thread_rng();
-            subs.dispatch(msg.topic.as_str(), msg.publisher.as_str(), &mut rng, |d| {
-                targets.push((d.subscriber.clone(), d.options.no_local));
-            });
-        }
-        if targets.is_empty() {
-            return blocked;
-        }
-        let now = Instant::now();
-        let mut sessions = lock(&self.inner.sessions);
-        for (key, no_local) in targets {
-            if no_local && *key.client == *msg.publisher.as_str() {
-                continue;
-            }
-            let Ok(filter) = MqttString::try_from(&*key.filter) else {
-                continue;
-            };
-            let d = Delivery {
-                message: msg.clone(),
-                filter,
-                from_retained: false,
-            };
-            match sessions.get_mut(&key.client) {
-                Some(SessionEntry::Live { tx, kick, .. }) => {
-                    match tx.try_send(ToConn::Deliver(d)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(ToConn::Deliver(d))) => {
-                            if d.message.qos == QoS::AtMostOnce && tx.is_congested() {
-                                let _ = self.inner.metrics.messages_dropped.inc();
-                            } else {
-                                blocked.push(Blocked {
-                                    tx: tx.clone(),
-                                    kick: kick.clone(),
-                                    client: key.client.clone(),
-                                    delivery: d,
-                                });
-                            }
-                        }
-                        Err(_) => {
-                            let _ = self.inner.metrics.messages_dropped.inc();
-                        }
+            for msg in msgs {
+                let publisher = msg.publisher.as_str();
+                subs.dispatch(msg.topic.as_str(), publisher, &mut rng, |d| {
+                    let key = d.subscriber;
+                    if d.options.no_local && *key.client == *publisher {
+                        return;
                     }
-                }
-                Some(SessionEntry::Stored { state, .. }) => {
-                    state.deliver_offline(&d, &self.inner.config, now)
-                }
-                None => {}
+                    let delivery = Delivery {
+                        message: msg.clone(),
+                        filter: key.filter.clone(),
+                        from_retained: false,
+                    };
+                    if let Some(&i) = index.get(&*key.client) {
+                        conns[i].items.push_back(ToConn::Deliver(delivery));
+                        return;
+                    }
+                    match sessions.get_mut(&key.client) {
+                        Some(SessionEntry::Live { tx, kick, .. }) => {
+                            index.insert(&key.client, conns.len());
+                            let mut items = VecDeque::with_capacity(msgs.len());
+                            items.push_back(ToConn::Deliver(delivery));
+                            conns.push(ConnBatch {
+                                tx: tx.clone(),
+                                kick: kick.clone(),
+                                client: key.client.clone(),
+                                items,
+                            });
+                        }
+                        Some(SessionEntry::Stored { state, .. }) => {
+                            state.deliver_offline(&delivery, &self.inner.config, now)
+                        }
+                        None => {}
+                    }
+                });
             }
         }
-        blocked
+        conns.retain_mut(|c| {
+            if !c.send_now(self) {
+                return false;
+            }
+            // QoS 0 to a channel marked congested drops at once (it is not being read).
+            if !c.items.is_empty() && c.tx.is_congested() {
+                let before = c.items.len();
+                c.items.retain(|i| !is_best_effort(i));
+                self.count_dropped(before - c.items.len());
+            }
+            !c.items.is_empty()
+        });
+        conns
     }
 
     /// Sets or clears (empty payload) the retained message of `msg.topic`.

@@ -154,10 +154,7 @@ impl Broker {
     pub(super) fn remove_routes(&self, client: &Arc<str>, state: &SessionState) {
         let mut subs = self.inner.subs.write();
         for (filter, entry) in state.subscriptions() {
-            let key = SubKey {
-                client: client.clone(),
-                filter: filter.as_str().into(),
-            };
+            let key = SubKey::new(client.clone(), filter);
             self.unsubscribe_in(&mut subs, &entry.subscription, &key);
         }
     }

@@ -90,7 +90,8 @@ impl SessionExpiry {
 #[derive(Debug, Clone)]
 pub struct SessionState {
     client_id: MqttString,
-    pub(super) subscriptions: HashMap<MqttString, SubscriptionEntry>,
+    /// Looked up for every delivery (`resolve`): foldhash, not SipHash.
+    pub(super) subscriptions: HashMap<MqttString, SubscriptionEntry, foldhash::fast::RandomState>,
     pub(super) inflight: VecDeque<Inflight>,
     pub(super) queue: VecDeque<Queued>,
     pub(super) incoming_qos2: HashSet<u16>,
@@ -103,7 +104,7 @@ impl SessionState {
     pub fn new(client_id: MqttString) -> SessionState {
         SessionState {
             client_id,
-            subscriptions: HashMap::new(),
+            subscriptions: HashMap::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             incoming_qos2: HashSet::new(),
