@@ -120,9 +120,14 @@ impl<T> Sender<T> {
             return Err(Closed);
         }
         let was_empty = q.items.is_empty();
-        let room = self.0.capacity.saturating_sub(q.items.len());
-        let n = room.min(items.len());
-        q.items.extend(items.drain(..n));
+        if was_empty && items.len() <= self.0.capacity {
+            // Everything fits an empty queue: hand over the buffer instead of copying.
+            std::mem::swap(&mut q.items, items);
+        } else {
+            let room = self.0.capacity.saturating_sub(q.items.len());
+            let n = room.min(items.len());
+            q.items.extend(items.drain(..n));
+        }
         let woke = was_empty && !q.items.is_empty();
         drop(q);
         if woke {

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::{BufMut, BytesMut};
+
+use crate::mqtt::codec::wire::{varint_len, write_varint, VARINT_MAX};
 use crate::mqtt::codec::{Ack, MqttString, Packet, Publish, QoS, ReasonCode};
 
 use super::connection::{Connection, Phase};
@@ -24,19 +27,27 @@ impl Connection {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let Some(q) = session.resolve(d) else { return };
-        if q.message.is_expired(now) {
+        let Some((qos, retain, identifier)) = session.resolve_options(d) else {
+            return;
+        };
+        if d.message.is_expired(now) {
             return;
         }
         let congested = self.out.len() >= self.config.max_output_buffer;
-        if q.qos == QoS::AtMostOnce {
+        if qos == QoS::AtMostOnce {
             if congested {
                 session.count_drop();
                 return;
             }
-            self.send_publish(&q.message, q.qos, q.retain, q.identifier, 0, false, now);
+            self.send_publish(&d.message, qos, retain, identifier, 0, false, now);
             return;
         }
+        let q = Queued {
+            message: d.message.clone(),
+            qos,
+            retain,
+            identifier,
+        };
         if congested || !session.queue.is_empty() || session.inflight.len() >= window {
             session.enqueue(q, &self.config);
             return;
@@ -129,6 +140,27 @@ impl Connection {
         now: Instant,
     ) -> bool {
         let v5 = self.version.is_v5();
+        let plain = self.limits.maximum_packet_size >= crate::mqtt::codec::wire::VARINT_MAX
+            && (!v5
+                || (identifier.is_none()
+                    && m.expires_at.is_none()
+                    && m.properties.is_empty()
+                    && self.limits.topic_alias_maximum == 0));
+        if plain {
+            let topic = m.topic.as_bytes();
+            if write_plain_publish(
+                &mut self.out,
+                v5,
+                topic,
+                &m.payload,
+                qos,
+                retain,
+                dup,
+                packet_id,
+            ) {
+                return true;
+            }
+        }
         let mut publish = Publish {
             dup,
             qos,
@@ -232,5 +264,121 @@ impl Connection {
                 tracing::debug!(client = ?self.client_id(), packet_id, "ack for no inflight message")
             }
         }
+    }
+}
+
+/// Encodes a PUBLISH without properties (MQTT 3.1.1, or 5.0 with an empty property list)
+/// straight from the routed message's topic and payload: what `Packet::write` would write, but
+/// without building a `Publish` (two reference counts taken and dropped on the publisher's
+/// buffer per delivery, contended between the cores in a fan-out) or a length pass over its
+/// properties. False, with nothing written, when the general encoder must decide (a topic over
+/// 65,535 bytes, a packet over the Remaining Length limit, QoS 1/2 without a packet id, DUP on
+/// QoS 0: its errors are the ones to report).
+#[allow(clippy::too_many_arguments)]
+fn write_plain_publish(
+    out: &mut BytesMut,
+    v5: bool,
+    topic: &[u8],
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    packet_id: u16,
+) -> bool {
+    let with_id = qos != QoS::AtMostOnce;
+    let Ok(topic_len) = u16::try_from(topic.len()) else {
+        return false;
+    };
+    if (with_id && packet_id == 0) || (!with_id && dup) {
+        return false;
+    }
+    let body = 2 + topic.len() + 2 * usize::from(with_id) + usize::from(v5) + payload.len();
+    if body > VARINT_MAX as usize {
+        return false;
+    }
+    out.reserve(1 + varint_len(body) + body);
+    out.put_u8(0x30 | (u8::from(dup) << 3) | ((qos as u8) << 1) | u8::from(retain));
+    if write_varint(out, body).is_err() {
+        return false;
+    }
+    out.put_u16(topic_len);
+    out.put_slice(topic);
+    if with_id {
+        out.put_u16(packet_id);
+    }
+    if v5 {
+        out.put_u8(0);
+    }
+    out.put_slice(payload);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::codec::{ProtocolVersion, Publish};
+    use bytes::Bytes;
+
+    #[test]
+    fn plain_publish_is_what_the_codec_writes() {
+        let topic = MqttString::try_from("a/b/c").unwrap_or_default();
+        let big = vec![7u8; 300];
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for (qos, packet_id, dup) in [
+                (QoS::AtMostOnce, 0, false),
+                (QoS::AtLeastOnce, 9, false),
+                (QoS::ExactlyOnce, 65535, true),
+            ] {
+                for payload in [&b""[..], b"hello", &big[..]] {
+                    for retain in [false, true] {
+                        let p = Publish {
+                            dup,
+                            qos,
+                            retain,
+                            topic: topic.clone(),
+                            packet_id,
+                            properties: Default::default(),
+                            payload: Bytes::copy_from_slice(payload),
+                        };
+                        let mut want = BytesMut::new();
+                        Packet::Publish(p).write(version, &mut want).unwrap();
+                        let mut got = BytesMut::new();
+                        assert!(write_plain_publish(
+                            &mut got,
+                            version.is_v5(),
+                            topic.as_bytes(),
+                            payload,
+                            qos,
+                            retain,
+                            dup,
+                            packet_id
+                        ));
+                        assert_eq!(got, want, "{version:?} {qos:?} {retain} {}", payload.len());
+                    }
+                }
+            }
+        }
+        let mut out = BytesMut::new();
+        assert!(!write_plain_publish(
+            &mut out,
+            false,
+            b"t",
+            b"",
+            QoS::AtLeastOnce,
+            false,
+            false,
+            0
+        ));
+        assert!(!write_plain_publish(
+            &mut out,
+            false,
+            b"t",
+            b"",
+            QoS::AtMostOnce,
+            false,
+            true,
+            0
+        ));
+        assert!(out.is_empty());
     }
 }

@@ -151,6 +151,19 @@ impl SessionState {
     /// Applies the subscription's options to a delivery: `None` when the subscription is gone
     /// or No Local forbids sending the client its own message (MQTT 5.0 §3.8.3.1).
     pub(super) fn resolve(&self, d: &Delivery) -> Option<Queued> {
+        let (qos, retain, identifier) = self.resolve_options(d)?;
+        Some(Queued {
+            qos,
+            retain,
+            identifier,
+            message: d.message.clone(),
+        })
+    }
+
+    /// [`SessionState::resolve`] without taking a reference to the message: the QoS, RETAIN
+    /// flag and Subscription Identifier to deliver with (a QoS 0 delivery sent at once needs
+    /// no more).
+    pub(super) fn resolve_options(&self, d: &Delivery) -> Option<(QoS, bool, Option<u32>)> {
         let entry = self.subscriptions.get(&d.filter)?;
         if entry.options.no_local && d.message.publisher == self.client_id {
             return None;
@@ -160,12 +173,11 @@ impl SessionState {
         } else {
             entry.options.retain_as_published && d.message.retain
         };
-        Some(Queued {
-            qos: d.message.qos.min(entry.options.qos),
+        Some((
+            d.message.qos.min(entry.options.qos),
             retain,
-            identifier: entry.identifier,
-            message: d.message.clone(),
-        })
+            entry.identifier,
+        ))
     }
 
     /// Appends to the bounded queue; when full the oldest message is dropped (EMQX's mqueue).
