@@ -31,6 +31,8 @@ pub(super) const PLUS: LevelId = u32::MAX - 1;
 pub(super) const ABSENT: LevelId = u32::MAX;
 /// The root node's id.
 const ROOT: u32 = 0;
+/// Stands for the interner hash of the `+` level in [`FilterTrie::probe_hash`].
+pub(super) const PLUS_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 /// In [`Node::kids`]: the node has a `+` child.
 pub(super) const HAS_PLUS: u32 = 1 << 31;
 
@@ -182,9 +184,17 @@ impl<P> FilterTrie<P> {
         self.levels.len()
     }
 
+    /// Where the child of `parent` on the level whose interner hash is `level_hash` (or
+    /// [`PLUS_HASH`]) is probed for. The level's text hash, not its id, goes in, so the walk
+    /// can start loading a child's slot before the interner has answered with the id.
     #[inline]
-    pub(super) fn key_hash(&self, key: u64) -> u64 {
-        self.hasher.hash_one(key)
+    pub(super) fn probe_hash(&self, parent: u32, level_hash: u64) -> u64 {
+        self.hasher.hash_one((parent, level_hash))
+    }
+
+    /// [`Self::probe_hash`] of a stored node's key.
+    fn key_hash(&self, key: u64) -> u64 {
+        slot_hash(&self.hasher, &self.levels, key)
     }
 
     /// The slot in `exact` of the exact filter `topic` whose hash is `h`.
@@ -210,11 +220,19 @@ impl<P> FilterTrie<P> {
         Some(if hash { node.hash } else { node.end }).filter(|&t| t != NONE)
     }
 
-    /// The slot of the child of node `parent` on edge `level`.
-    #[inline]
-    fn find_child(&self, parent: u32, level: LevelId) -> Option<usize> {
-        let key = edge_key(parent, level);
-        self.nodes.find(self.key_hash(key), |n| n.key == key)
+    /// The slot of the child of node `parent` on edge `level` (`+` or a literal); `None` if
+    /// absent, or if a literal level is not interned.
+    fn find_child(&self, parent: u32, level: &str) -> Option<usize> {
+        let (id, h) = match level {
+            "+" => (PLUS, PLUS_HASH),
+            lit => {
+                let h = self.levels.hash(lit);
+                (self.levels.get_hashed(lit, h)?, h)
+            }
+        };
+        let key = edge_key(parent, id);
+        self.nodes
+            .find(self.probe_hash(parent, h), |n| n.key == key)
     }
 
     #[inline]
@@ -239,14 +257,12 @@ impl<P> FilterTrie<P> {
         path.clear();
         let mut at = Loc::Root;
         for level in levels(filter) {
-            let level = match level {
-                "#" => return Some((at, true)),
-                "+" => PLUS,
-                lit => self.levels.get(lit)?,
-            };
-            let key = edge_key(self.node(at).id, level);
-            at = Loc::Slot(self.nodes.find(self.key_hash(key), |n| n.key == key)?);
-            path.push(key);
+            if level == "#" {
+                return Some((at, true));
+            }
+            let i = self.find_child(self.node(at).id, level)?;
+            path.push(self.nodes.at(i).key);
+            at = Loc::Slot(i);
         }
         Some((at, false))
     }
@@ -323,11 +339,7 @@ impl<P> FilterTrie<P> {
                     hash = true;
                     break;
                 }
-                "+" => self.find_child(parent, PLUS),
-                lit => self
-                    .levels
-                    .get(lit)
-                    .and_then(|id| self.find_child(parent, id)),
+                level => self.find_child(parent, level),
             };
             at = Loc::Slot(match known {
                 Some(i) => i,
@@ -379,10 +391,11 @@ impl<P> FilterTrie<P> {
             id,
             ..<Node as open_table::Slot>::EMPTY
         };
-        let hasher = &self.hasher;
+        let h = self.key_hash(key);
+        let (hasher, levels) = (&self.hasher, &self.levels);
         Some(
             self.nodes
-                .insert(hasher.hash_one(key), node, |n| hasher.hash_one(n.key)),
+                .insert(h, node, |n| slot_hash(hasher, levels, n.key)),
         )
     }
 
@@ -422,8 +435,10 @@ impl<P> FilterTrie<P> {
             if !self.nodes.at(i).unused() {
                 return;
             }
-            let hasher = &self.hasher;
-            let gone = self.nodes.remove_at(i, |n| hasher.hash_one(n.key));
+            let (hasher, levels) = (&self.hasher, &self.levels);
+            let gone = self
+                .nodes
+                .remove_at(i, |n| slot_hash(hasher, levels, n.key));
             self.free_ids.push(gone.id);
             let parent = match depth.checked_sub(1) {
                 None => Loc::Root,
@@ -496,6 +511,16 @@ pub(super) fn emit<'s, P>(
     if let Some(term) = &terms[t as usize] {
         f(term.filter.as_str(), &term.payload);
     }
+}
+
+/// [`FilterTrie::probe_hash`] of the node with `key`: where it is stored.
+fn slot_hash(hasher: &RandomState, levels: &LevelInterner, key: u64) -> u64 {
+    let (parent, level) = ((key >> 32) as u32, key as u32);
+    let level_hash = match level {
+        PLUS => PLUS_HASH,
+        id => levels.hash_of(id),
+    };
+    hasher.hash_one((parent, level_hash))
 }
 
 /// The hash of the exact filter in slot `s` (to move it when the table grows or shifts).

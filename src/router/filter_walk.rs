@@ -7,7 +7,9 @@
 //!   the end, after the trie walk has overlapped that miss;
 //! - the trie is walked breadth-first: the probes of all children of one depth (the literal
 //!   child and the `+` child of every node reached) are hashed and prefetched together, then
-//!   compared, so a level costs about one memory latency however many nodes it has;
+//!   compared, so a level costs about one memory latency however many nodes it has. A child
+//!   is probed for by its level's text hash (`FilterTrie::probe_hash`), so these loads start
+//!   before the interner lookup of that level (a miss of its own) has given the level id;
 //! - matched terminals are prefetched when found and handed to the callback only after the
 //!   walk, when their loads have had the whole walk to complete.
 //!
@@ -15,9 +17,8 @@
 //! reused, so a match allocates nothing once warm.
 
 use super::filter_trie::{
-    edge_key, emit, tag, FilterTrie, Node, Terminal, ABSENT, HAS_PLUS, NONE, PLUS,
+    edge_key, emit, tag, FilterTrie, Node, Terminal, ABSENT, HAS_PLUS, NONE, PLUS, PLUS_HASH,
 };
-use super::levels::LevelId;
 use super::open_table::prefetch;
 use super::topic::{is_dollar_topic, levels};
 use std::cell::RefCell;
@@ -27,14 +28,12 @@ use std::cell::RefCell;
 struct Scratch {
     /// Interner hash per topic level.
     hashes: Vec<u64>,
-    /// Interned id per topic level (`ABSENT` for a level no filter has).
-    ids: Vec<LevelId>,
     /// Nodes reached at the current depth.
     cur: Vec<Node>,
     /// Nodes reached at the next depth.
     next: Vec<Node>,
-    /// `(key, hash)` of the child probes of the current depth.
-    probes: Vec<(u64, u64)>,
+    /// `(parent id, is the + child, hash)` of the child probes of the current depth.
+    probes: Vec<(u32, bool, u64)>,
     /// Terminals matched, prefetched when found and handed to the callback at the end.
     found: Vec<u32>,
 }
@@ -86,13 +85,8 @@ impl<P> FilterTrie<P> {
         if let Some(i) = self.exact.find(exact_hash, |x| x.tag == want) {
             prefetch_term(terms, self.exact.at(i).term);
         }
-        s.ids.clear();
-        s.ids.extend(
-            levels(topic)
-                .zip(&s.hashes)
-                .map(|(l, &h)| self.levels.get_hashed(l, h).unwrap_or(ABSENT)),
-        );
-        let depth = s.ids.len();
+        let depth = s.hashes.len();
+        let mut topic_levels = levels(topic);
         let dollar = is_dollar_topic(topic);
         s.found.clear();
         s.cur.clear();
@@ -113,24 +107,33 @@ impl<P> FilterTrie<P> {
                     }
                     continue;
                 }
-                let lit = s.ids[d];
-                if lit != ABSENT && n.kids & !HAS_PLUS != 0 {
-                    let key = edge_key(n.id, lit);
-                    s.probes.push((key, self.key_hash(key)));
+                if n.kids & !HAS_PLUS != 0 {
+                    s.probes
+                        .push((n.id, false, self.probe_hash(n.id, s.hashes[d])));
                 }
                 if n.kids & HAS_PLUS != 0 && wild_ok {
-                    let key = edge_key(n.id, PLUS);
-                    s.probes.push((key, self.key_hash(key)));
+                    s.probes
+                        .push((n.id, true, self.probe_hash(n.id, PLUS_HASH)));
                 }
             }
             if s.probes.is_empty() {
                 break;
             }
-            for &(_, h) in &s.probes {
+            for &(_, _, h) in &s.probes {
                 self.nodes.prefetch(h);
             }
+            // The level's id, needed only now to compare keys.
+            let lit = match topic_levels.next() {
+                Some(l) => self.levels.get_hashed(l, s.hashes[d]).unwrap_or(ABSENT),
+                None => ABSENT,
+            };
             s.next.clear();
-            for &(key, h) in &s.probes {
+            for &(parent, plus, h) in &s.probes {
+                let level = if plus { PLUS } else { lit };
+                if level == ABSENT {
+                    continue;
+                }
+                let key = edge_key(parent, level);
                 if let Some(i) = self.nodes.find(h, |n| n.key == key) {
                     s.next.push(*self.nodes.at(i));
                 }

@@ -101,6 +101,11 @@ impl LevelInterner {
         self.hasher.hash_one(level.as_bytes())
     }
 
+    /// The hash of live level `id`'s text (as [`Self::hash`] gives it).
+    pub fn hash_of(&self, id: LevelId) -> u64 {
+        self.names.get(id as usize).map_or(0, |n| self.hash(n))
+    }
+
     /// Starts loading the slot where `hash`'s lookup begins (see [`OpenTable::prefetch`]).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
