@@ -168,4 +168,68 @@ proptest! {
             prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Hundreds of filters over a wider vocabulary (long levels and texts over 30 bytes
+    /// included): the trie's open-addressing tables grow several times, and removing half of
+    /// the filters shifts entries back inside them; matching must still agree with the spec.
+    #[test]
+    fn large_tables_grow_and_shrink(
+        filters in prop::collection::btree_set(wide_filter(), 100..600),
+        topics in prop::collection::vec(wide_topic(), 1..30),
+    ) {
+        let mut t = TopicTrie::new();
+        for f in &filters {
+            prop_assert_eq!(t.insert(&TopicFilter::new(f).unwrap(), 0u8), Ok(true));
+        }
+        let all: Vec<&String> = filters.iter().collect();
+        let gone: Vec<&String> = all.iter().copied().step_by(2).collect();
+        let kept: Vec<&String> = all.iter().copied().skip(1).step_by(2).collect();
+        for f in &gone {
+            prop_assert!(t.remove(f, &0));
+        }
+        prop_assert_eq!(t.len(), kept.len());
+        for topic in &topics {
+            let want: BTreeSet<String> =
+                kept.iter().filter(|f| spec_match(f, topic)).map(|f| f.to_string()).collect();
+            prop_assert_eq!(trie_matches(&t, topic), want, "topic {}", topic);
+        }
+        for f in &kept {
+            prop_assert!(t.remove(f, &0));
+        }
+        prop_assert!(t.is_empty());
+        prop_assert_eq!(t.node_count(), 1);
+    }
+}
+
+/// A level from a wider vocabulary: 40 short ones, some over 11 bytes (the interner keeps those
+/// out of its slots), empty ones and `$` ones.
+fn wide_literal() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => (0u8..40).prop_map(|i| format!("l{i}")),
+        1 => (0u8..4).prop_map(|i| format!("a-long-level-name-{i}")),
+        1 => Just(String::new()),
+        1 => Just("$w".to_string()),
+    ]
+}
+
+fn wide_topic() -> impl Strategy<Value = String> {
+    prop::collection::vec(wide_literal(), 1..6).prop_map(|v| v.join("/"))
+}
+
+fn wide_filter() -> impl Strategy<Value = String> {
+    let level = prop_oneof![4 => wide_literal(), 1 => Just("+".to_string())];
+    (prop::collection::vec(level, 1..6), any::<bool>()).prop_filter_map(
+        "filter is non-empty",
+        |(mut levels, hash)| {
+            if hash {
+                levels.push("#".to_string());
+            }
+            Some(levels.join("/")).filter(|s| !s.is_empty())
+        },
+    )
 }
