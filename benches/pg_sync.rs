@@ -14,7 +14,8 @@
 //! - `stages N`: no network, one process: the same work cut into its steps, each timed on one
 //!   thread (holder: N local joins, the sync list, encoding into fragments; joiner: reassembly
 //!   and decoding, pg applying the sync, pg applying the identical second copy, the route
-//!   table applying pg's changes). Prints `stage NAME s=S` lines and `rss_kb=K`.
+//!   table applying pg's changes). Prints `stage NAME cpu_s=C wall_s=W` lines (C: the
+//!   thread's CPU time) and the joiner's RSS growth per route.
 //!
 //! Cookie: env `EMQX_NODE_COOKIE`. Build: `cargo bench --bench pg_sync --no-run`.
 use std::io::{BufRead, Write};
@@ -177,10 +178,26 @@ impl Effects for Captured {
     }
 }
 
+/// CPU seconds this thread has used (`CLOCK_THREAD_CPUTIME_ID`): what a step costs, whatever
+/// else the machine's cores are busy with.
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 fn stage<R>(name: &str, f: impl FnOnce() -> R) -> R {
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), thread_cpu_s());
     let r = f();
-    println!("stage {name} s={:.3}", t0.elapsed().as_secs_f64());
+    println!(
+        "stage {name} cpu_s={:.3} wall_s={:.3}",
+        thread_cpu_s() - c0,
+        t0.elapsed().as_secs_f64()
+    );
     r
 }
 

@@ -139,8 +139,17 @@ impl Groups {
         (self.snapshot(), rx)
     }
 
+    /// Sends `event` to every subscriber: copies for all but the last, which gets it (one
+    /// subscriber, the route sync, is the usual case: no copy per change).
     fn notify(&mut self, event: Membership) {
-        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        let n = self.subscribers.len();
+        let mut event = Some(event);
+        let mut i = 0;
+        self.subscribers.retain(|s| {
+            i += 1;
+            let e = if i == n { event.take() } else { event.clone() };
+            e.is_some_and(|e| s.send(e).is_ok())
+        });
     }
 
     /// `join_local_update_ets/5`.

@@ -15,47 +15,59 @@ use crate::dist::etf::encode::term_to_binary;
 use crate::dist::etf::Term;
 
 /// A term usable as a `HashMap` key: equal when the encodings are equal.
+///
+/// 40 bytes for a binary (the term alone), so a table of a million route groups does not carry
+/// an empty encoding slot per key; any other term keeps its encoding beside it, boxed.
 #[derive(Debug, Clone)]
-pub struct TermKey {
-    term: Term,
-    /// The encoding, for any term but a binary (whose bytes are the key).
-    bytes: Option<Bytes>,
+pub struct TermKey(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// Always a `Term::Binary`: its bytes are the key.
+    Binary(Term),
+    /// Any other term and its encoding.
+    Encoded(Box<(Term, Bytes)>),
 }
 
 impl TermKey {
     /// The key of `term`.
     pub fn new(term: Term) -> TermKey {
-        let bytes = match term {
-            Term::Binary(_) => None,
-            _ => Some(term_to_binary(&term)),
-        };
-        TermKey { term, bytes }
+        match term {
+            Term::Binary(_) => TermKey(Repr::Binary(term)),
+            _ => {
+                let bytes = term_to_binary(&term);
+                TermKey(Repr::Encoded(Box::new((term, bytes))))
+            }
+        }
     }
 
     /// The key of the binary `b` (what [`TermKey::new`] makes of `Term::Binary(b)`).
     pub fn binary(b: Bytes) -> TermKey {
-        TermKey {
-            term: Term::Binary(b),
-            bytes: None,
-        }
+        TermKey(Repr::Binary(Term::Binary(b)))
     }
 
     /// The term itself.
     pub fn term(&self) -> &Term {
-        &self.term
+        match &self.0 {
+            Repr::Binary(t) => t,
+            Repr::Encoded(e) => &e.0,
+        }
     }
 
     /// Gives the term back.
     pub fn into_term(self) -> Term {
-        self.term
+        match self.0 {
+            Repr::Binary(t) => t,
+            Repr::Encoded(e) => e.0,
+        }
     }
 
     /// What equality and hashing look at: the binary's bytes, or the encoding.
     fn key(&self) -> (bool, &[u8]) {
-        match (&self.bytes, &self.term) {
-            (Some(b), _) => (false, b),
-            (None, Term::Binary(b)) => (true, b),
-            (None, _) => (false, &[]),
+        match &self.0 {
+            Repr::Binary(Term::Binary(b)) => (true, b),
+            Repr::Binary(_) => (true, &[]),
+            Repr::Encoded(e) => (false, &e.1),
         }
     }
 }
@@ -99,5 +111,7 @@ mod tests {
         let e = TermKey::new(Term::atom("t/#"));
         assert_ne!(a, e);
         assert_ne!(TermKey::new(Term::binary(b"")), TermKey::new(Term::Nil));
+        assert_eq!(TermKey::new(Term::atom("x")).into_term(), Term::atom("x"));
+        assert!(std::mem::size_of::<TermKey>() <= std::mem::size_of::<Term>());
     }
 }
