@@ -163,6 +163,9 @@ impl Listener {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        // Accepted sockets inherit TCP_NODELAY from the listening one on Linux (the kernel
+        // clones the listener's socket): one `setsockopt` per listener instead of per client.
+        socket.set_nodelay(true)?;
         socket.bind(cfg.bind)?;
         let tcp = socket.listen(cfg.backlog)?;
         Ok(Listener {
@@ -182,8 +185,10 @@ impl Listener {
         loop {
             match self.tcp.accept().await {
                 Ok((tcp, peer)) => {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                    if !cfg!(target_os = "linux") {
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                        }
                     }
                     return Ok(Incoming {
                         tcp,
@@ -241,5 +246,25 @@ impl Incoming {
             }
         };
         Ok(Connection { stream, peer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nagle stays off on every accepted connection (small MQTT packets are latency-bound),
+    /// whether set per socket or inherited from the listener.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() -> Result<(), TransportError> {
+        let cfg = ListenerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), ListenerKind::Tcp);
+        let listener = Listener::bind(&cfg).await?;
+        let _client = TcpStream::connect(listener.local_addr()?).await?;
+        let conn = listener.accept().await?.handshake().await?;
+        let Transport::Tcp(s) = conn.stream else {
+            panic!("a TCP listener yields TCP streams");
+        };
+        assert!(s.nodelay()?);
+        Ok(())
     }
 }
