@@ -77,6 +77,14 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
+    match stream.read_now(&mut buf, read_reserve(&conn)) {
+        Ok(Some(0)) => conn.handle_eof(Instant::now()),
+        Ok(Some(n)) => {
+            task.broker.inner.metrics.bytes_received.inc_by(n as u64);
+        }
+        // Nothing yet, or an error the first wait for readiness meets again.
+        Ok(None) | Err(_) => {}
+    }
     loop {
         let now = Instant::now();
         let mut decoded = false;

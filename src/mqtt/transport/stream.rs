@@ -2,7 +2,7 @@
 //! is written once for TCP, TLS and WebSocket. An enum, not a `Box<dyn>`: static dispatch on
 //! every read and write, and no allocation per connection beyond the TLS/WS state itself.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -36,6 +36,33 @@ impl Transport {
 }
 
 impl Transport {
+    /// Reads what a plain TCP socket already holds, without waiting for readiness: a client
+    /// sends CONNECT right behind its TCP handshake, so it is usually in by the time the
+    /// connection is accepted, and reading it at once saves the new connection a trip through
+    /// the event loop (tokio knows a fresh socket as not readable until epoll reports it).
+    /// Reads at most `max` bytes; `Ok(None)` when nothing is there yet, and always for TLS and
+    /// WebSocket (their handshake has read already).
+    pub fn read_now(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<Option<usize>> {
+        let Transport::Tcp(s) = self else {
+            return Ok(None);
+        };
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let r = (&*socket2::SockRef::from(&*s)).read(&mut buf[start..]);
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        };
+        buf.truncate(start + n);
+        Ok(Some(n))
+    }
+
     /// Reads into `buf`, reserving `reserve` bytes of room only once the socket has data: a
     /// plain TCP connection waits for readiness with no buffer, so an idle connection holds
     /// none (the broker drops an emptied buffer before waiting). TLS and WebSocket streams
@@ -140,6 +167,43 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt as _;
+
+    /// What is in the socket is read without waiting; an empty socket is no error.
+    #[tokio::test]
+    async fn read_now_takes_what_is_there() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let mut t = Transport::Tcp(server);
+        let mut buf = BytesMut::new();
+        assert!(t.read_now(&mut buf, 512)?.is_none());
+        assert!(buf.is_empty());
+        client.write_all(&[0x10, 0x00, 0xC0]).await?;
+        // Loopback delivers at once, but give the kernel a moment all the same.
+        let mut got = None;
+        for _ in 0..100 {
+            got = t.read_now(&mut buf, 2)?;
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(got, Some(2));
+        assert_eq!(&buf[..], &[0x10, 0x00]);
+        assert_eq!(t.read_now(&mut buf, 512)?, Some(1));
+        assert_eq!(&buf[..], &[0x10, 0x00, 0xC0]);
+        drop(client);
+        let mut eof = None;
+        for _ in 0..100 {
+            eof = t.read_now(&mut buf, 512)?;
+            if eof.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(eof, Some(0));
+        Ok(())
+    }
 
     /// After a read, tokio still reports the socket readable; the next wait must not keep the
     /// reserved room while it finds nothing and waits (an idle connection holds no buffer).
