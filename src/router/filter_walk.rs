@@ -16,11 +16,10 @@
 //! No recursion (a 65535-byte topic may have 32 k levels); the buffers are thread-local and
 //! reused, so a match allocates nothing once warm.
 
-use super::filter_trie::{
-    edge_key, emit, tag, FilterTrie, Node, Terminal, ABSENT, HAS_PLUS, NONE, PLUS, PLUS_HASH,
-};
+use super::filter_trie::{emit, FilterTrie, Terminal};
 use super::open_table::prefetch;
 use super::topic::{is_dollar_topic, levels};
+use super::trie_slots::{edge_key, tag, Node, ABSENT, HAS_PLUS, NONE, PLUS, PLUS_HASH};
 use std::cell::RefCell;
 
 /// Reused buffers of the match walk.

@@ -18,6 +18,7 @@ pub mod shared;
 pub mod subscriptions;
 pub mod topic;
 pub mod trie;
+mod trie_slots;
 
 pub use filter_trie::FilterTrie;
 pub use route_table::{NodeId, NodeNames, RouteTable};

@@ -255,7 +255,7 @@ mod tests {
             let found = t.find(h(&k), |s| *s == k);
             assert_eq!(found.is_some(), model.contains(&k.0), "step {step}");
             match found {
-                Some(i) if x % 3 != 0 => {
+                Some(i) if !x.is_multiple_of(3) => {
                     assert_eq!(t.remove_at(i, h), k);
                     model.remove(&k.0);
                 }
