@@ -98,22 +98,38 @@ impl Cluster {
         Term::list(out)
     }
 
-    /// Tells every other member `beamq_cluster:F(Args)`, best effort.
-    async fn tell_others(&self, function: &str, args: Vec<Term>) {
-        for peer in self.others() {
+    /// `beamq_cluster:F(Args)` on `peer`, up to `tries` times. A connection torn down during
+    /// the call (a restart, or `global`'s prevent_overlapping_partitions dropping it while
+    /// another member re-forms its links: `lib/kernel/src/global.erl`, `lost_connection`) is
+    /// reconnected and the call made again, as `interop/beamq_cluster.erl` does; every function
+    /// called this way is idempotent.
+    async fn call_member(&self, peer: Atom, function: &str, args: Vec<Term>, tries: u32) -> Term {
+        let mut left = tries.max(1);
+        loop {
             let r = self
                 .node
                 .rpc_call(peer, MODULE, function, args.clone(), Some(PEER_TIMEOUT))
                 .await;
-            // A connection torn down meanwhile (a restart, `global` dropping it) gets one retry.
-            let r = if !is_ok(&r) && !self.node.is_connected(peer) && self.node.connect(peer).await
-            {
-                self.node
-                    .rpc_call(peer, MODULE, function, args.clone(), Some(PEER_TIMEOUT))
-                    .await
-            } else {
-                r
-            };
+            left -= 1;
+            let failed = !is_ok(&r) && !r.as_tuple_n::<2>().is_some_and(|[tag, _]| is_ok(tag));
+            if !failed || left == 0 || self.node.is_connected(peer) {
+                return r;
+            }
+            if !self.node.connect(peer).await {
+                return r;
+            }
+            tracing::info!(
+                peer = peer.as_str(),
+                function,
+                "connection lost during the call; again"
+            );
+        }
+    }
+
+    /// Tells every other member `beamq_cluster:F(Args)`, best effort.
+    async fn tell_others(&self, function: &str, args: Vec<Term>) {
+        for peer in self.others() {
+            let r = self.call_member(peer, function, args.clone(), 2).await;
             if !is_ok(&r) {
                 tracing::info!(peer = peer.as_str(), function, reply = ?r, "cluster peer not told");
             }
@@ -155,14 +171,7 @@ impl Cluster {
             self.leave().await;
         }
         let reply = self
-            .node
-            .rpc_call(
-                target,
-                MODULE,
-                "admit",
-                vec![Term::atom(&me)],
-                Some(PEER_TIMEOUT),
-            )
+            .call_member(target, "admit", vec![Term::atom(&me)], 3)
             .await;
         let Some([ok, list]) = reply.as_tuple_n::<2>() else {
             return error(reply);
