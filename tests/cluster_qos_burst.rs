@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use common::beamq::{Beamq, BIN};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 const PUBLISHERS: usize = 8;
@@ -187,4 +189,126 @@ async fn burst(port: u16, el1: &mut EventLoop, el2: &mut EventLoop) {
     }
     check(QoS::AtLeastOnce, &q1);
     check(QoS::ExactlyOnce, &q2);
+}
+
+/// A subscriber on node 2 that subscribes (QoS 1) and then never reads its socket: raw MQTT
+/// 3.1.1 over TCP, so nothing is acknowledged and its queues and delivery channel fill.
+async fn stuck_subscriber(port: u16, filter: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let id = b"stuck";
+    let mut connect = vec![0x10, (12 + id.len()) as u8, 0, 4];
+    connect.extend_from_slice(b"MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 60, 0, id.len() as u8]);
+    connect.extend_from_slice(id);
+    let mut subscribe = vec![0x82, (5 + filter.len()) as u8, 0, 1, 0, filter.len() as u8];
+    subscribe.extend_from_slice(filter.as_bytes());
+    subscribe.push(1);
+    s.write_all(&connect).await.unwrap();
+    s.write_all(&subscribe).await.unwrap();
+    // CONNACK (4 bytes) and SUBACK (5 bytes), then never another read.
+    let mut acks = [0u8; 9];
+    timeout(Duration::from_secs(10), s.read_exact(&mut acks))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((acks[0], acks[3], acks[4], acks[8]), (0x20, 0, 0x90, 1));
+    s
+}
+
+/// One subscriber on node 2 stops reading; a healthy one there keeps receiving every message
+/// from node 1 promptly and in order: the stuck one's deliveries wait (parked) behind its full
+/// channel instead of holding up the node's `beamq_broker` (head-of-line blocking: the old code
+/// held every dispatch into node 2 for up to the 2 s slow-consumer grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_remote_subscriber_does_not_hold_up_the_others() {
+    /// Past what the stuck subscriber absorbs (32 in flight, 100 queued, its full channel:
+    /// ~1200) and what node 2 parks for it (4 channels' worth, then it is disconnected).
+    const MESSAGES: usize = 6000;
+    const PROMPT: Duration = Duration::from_millis(500);
+    let args = ["--mqtt-port", "0", "--ws-port", "off"];
+    let n1 = Beamq::start(&args, Some(CONF), 1);
+    let n2 = Beamq::start(&args, Some(CONF), 1);
+    let out = ctl(&n2.name, &["cluster", "join", &n1.name]);
+    assert!(out.status.success(), "{out:?}");
+    let _stuck = stuck_subscriber(n2.port("tcp"), "hol/#").await;
+    let (_healthy, mut el) = AsyncClient::new(options("healthy", n2.port("tcp")), 64);
+    _healthy.subscribe("hol/#", QoS::AtLeastOnce).await.unwrap();
+    timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = el.poll().await.unwrap() {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let out = ctl(&n1.name, &["routes", "show", "hol/x"]);
+        if String::from_utf8_lossy(&out.stdout).contains(&n2.name) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "route never reached node 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (c, mut pel) = AsyncClient::new(options("hol-pub", n1.port("tcp")), 64);
+    let start = Instant::now();
+    let publisher = tokio::spawn(async move {
+        let sender = tokio::spawn(async move {
+            for seq in 0..MESSAGES {
+                let sent = start.elapsed().as_micros();
+                let payload = format!("{seq}:{sent}");
+                if c.publish("hol/x", QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let mut done = 0;
+        while done < MESSAGES {
+            match pel.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => done += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher: {e}"),
+            }
+        }
+        sender.abort();
+    });
+
+    let mut next = 0;
+    let mut slowest = Duration::ZERO;
+    let r = timeout(Duration::from_secs(30), async {
+        while next < MESSAGES {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let s = std::str::from_utf8(&p.payload).unwrap();
+                    let (seq, sent) = s.split_once(':').unwrap();
+                    assert_eq!(seq.parse::<usize>().unwrap(), next, "out of order");
+                    let sent = Duration::from_micros(sent.parse().unwrap());
+                    slowest = slowest.max(start.elapsed().saturating_sub(sent));
+                    next += 1;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("healthy subscriber lost its connection after {next}: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "{next} of {MESSAGES} arrived");
+    timeout(Duration::from_secs(30), publisher)
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!("slowest delivery to the healthy subscriber: {slowest:?}");
+    assert!(
+        slowest < PROMPT,
+        "a message took {slowest:?} to reach the healthy subscriber"
+    );
 }

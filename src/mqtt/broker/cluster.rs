@@ -10,13 +10,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 
+use super::inbound::BrokerInbound;
 use super::{Broker, Shared, SubKey};
 use crate::mqtt::codec::{MqttString, Properties, PropertyValues, QoS};
 use crate::mqtt::session::Message;
 use crate::router::cluster::{
-    ClusterMessage, ClusterRouter, Dispatch, Flags, Headers, LocalSink, MessageProperties,
+    ClusterMessage, ClusterRouter, Dispatch, Flags, Headers, Inbound, LocalSink, MessageProperties,
     Publisher,
 };
 use crate::router::{Subscribed, Subscription, SubscriptionTable, TrieFull, Unsubscribed};
@@ -121,17 +121,8 @@ pub fn from_cluster(d: Dispatch, now: Instant) -> Option<Message> {
 struct BrokerSink(Weak<Shared>);
 
 impl LocalSink for BrokerSink {
-    fn deliver(&self, d: Dispatch) -> BoxFuture<'static, ()> {
-        let inner = self.0.upgrade();
-        Box::pin(async move {
-            let Some(inner) = inner else {
-                return;
-            };
-            match from_cluster(d, Instant::now()) {
-                Some(m) => Broker { inner }.route_local_wait(&Arc::new(m)).await,
-                None => tracing::debug!("dispatch not deliverable over MQTT; dropped"),
-            }
-        })
+    fn inbound(&self) -> Box<dyn Inbound> {
+        Box::new(BrokerInbound::new(self.0.clone()))
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod cluster;
 mod conn;
+mod inbound;
 pub mod mailbox;
 mod store;
 
@@ -355,15 +356,6 @@ impl Broker {
         }
     }
 
-    /// [`Broker::route_local`] with the flow control of [`Broker::route_publish`]: what a
-    /// dispatch from another node goes through, so a remote publisher's QoS 1/2 message waits
-    /// for a busy subscriber as a local publisher's does.
-    pub async fn route_local_wait(&self, msg: &Arc<Message>) {
-        for b in self.route_nowait(std::slice::from_ref(msg)) {
-            b.wait_for_room(self).await;
-        }
-    }
-
     fn count_dropped(&self, n: usize) {
         if n > 0 {
             let _ = self.inner.metrics.messages_dropped.inc_by(n as u64);
@@ -376,6 +368,16 @@ impl Broker {
     /// Lock order: the subscription table's read guard, then the session store (no path takes
     /// them the other way round: the store's users drop it before changing routes).
     fn route_nowait(&self, msgs: &[Arc<Message>]) -> Vec<ConnBatch> {
+        self.route_nowait_unless(msgs, &|_| false)
+    }
+
+    /// [`Broker::route_nowait`] that returns, untried, the deliveries to a live subscriber for
+    /// which `parked` holds (they must go behind that subscriber's parked ones, `inbound.rs`).
+    fn route_nowait_unless(
+        &self,
+        msgs: &[Arc<Message>],
+        parked: &dyn Fn(&str) -> bool,
+    ) -> Vec<ConnBatch> {
         let mut conns: Vec<ConnBatch> = Vec::new();
         let now = Instant::now();
         {
@@ -424,6 +426,9 @@ impl Broker {
             }
         }
         conns.retain_mut(|c| {
+            if parked(&c.client) {
+                return true;
+            }
             if !c.send_now(self) {
                 return false;
             }

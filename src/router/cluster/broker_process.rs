@@ -4,15 +4,17 @@
 //! it to the local subscribers; anything else is logged and dropped. It never exits on input: a
 //! pg scope crashes on a message it does not expect, this process must not.
 //!
-//! Each delivery is awaited before the next dispatch is taken: that keeps the order of every
-//! (publisher, node) stream, and a subscriber whose queue is full holds the dispatches back
-//! (they wait in this process's mailbox, bounded by its cap) for up to the broker's
-//! slow-consumer grace, as a publisher on this node would wait, instead of losing them.
+//! The process owns the node's [`Inbound`] (its deliveries in progress) and drives it between
+//! dispatches: a dispatch goes at once to every subscriber with room; one whose channel is full
+//! gets it parked behind its earlier parked deliveries (order per (publisher, subscriber) is
+//! kept), drained as it makes room, under the broker's slow-consumer policy. The process waits
+//! on one subscriber only when that subscriber's parked deliveries reach their bound; later
+//! dispatches then wait in its mailbox (bounded by its cap).
 use std::sync::{Arc, OnceLock};
 
 use super::forward::ForwardStats;
 use super::message::Dispatch;
-use super::{LocalSink, BROKER_NAME};
+use super::{Inbound, LocalSink, BROKER_NAME};
 use crate::dist::etf::{Atom, Pid, Term};
 use crate::node::table::RegisterError;
 use crate::node::{Node, SpawnOpts};
@@ -28,19 +30,37 @@ pub(super) fn spawn(
         ..Default::default()
     };
     node.spawn_opt(opts, move |mut p| async move {
-        while let Some(msg) = p.recv().await {
-            handle(&msg, &sink, &stats).await;
+        let mut inbound: Option<Box<dyn Inbound>> = None;
+        loop {
+            let msg = tokio::select! {
+                biased;
+                () = progress(&mut inbound) => continue,
+                m = p.recv() => m,
+            };
+            let Some(msg) = msg else { break };
+            if inbound.is_none() {
+                inbound = sink.get().map(|s| s.inbound());
+            }
+            handle(&msg, inbound.as_deref_mut(), &stats).await;
         }
         Term::atom("normal")
     })
 }
 
-async fn handle(msg: &Term, sink: &OnceLock<Arc<dyn LocalSink>>, stats: &ForwardStats) {
+/// Parked deliveries moving on; never completes before the broker is up.
+async fn progress(inbound: &mut Option<Box<dyn Inbound>>) {
+    match inbound {
+        Some(i) => i.progress().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle(msg: &Term, inbound: Option<&mut dyn Inbound>, stats: &ForwardStats) {
     match Dispatch::from_term(msg) {
         Ok(d) => {
             stats.received();
-            match sink.get() {
-                Some(s) => s.deliver(d).await,
+            match inbound {
+                Some(i) => i.deliver(d).await,
                 None => tracing::debug!("dispatch before the broker is up; dropped"),
             }
         }
@@ -56,18 +76,26 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    struct Collect(Mutex<Vec<Dispatch>>);
+    struct Collect(Arc<Mutex<Vec<Dispatch>>>);
     impl LocalSink for Collect {
-        fn deliver(&self, d: Dispatch) -> futures_util::future::BoxFuture<'static, ()> {
+        fn inbound(&self) -> Box<dyn Inbound> {
+            Box::new(Collect(self.0.clone()))
+        }
+    }
+    impl Inbound for Collect {
+        fn deliver(&mut self, d: Dispatch) -> futures_util::future::BoxFuture<'_, ()> {
             self.0.lock().unwrap().push(d);
             Box::pin(async {})
+        }
+        fn progress(&mut self) -> futures_util::future::BoxFuture<'_, ()> {
+            Box::pin(std::future::pending())
         }
     }
 
     #[tokio::test]
     async fn delivers_dispatches_and_survives_garbage() {
         let node = Node::new(Atom::new("bp@127.0.0.1"), 1);
-        let collect = Arc::new(Collect(Mutex::new(Vec::new())));
+        let collect = Arc::new(Collect(Arc::new(Mutex::new(Vec::new()))));
         let sink: Arc<OnceLock<Arc<dyn LocalSink>>> = Arc::new(OnceLock::new());
         let _ = sink.set(collect.clone());
         let stats = Arc::new(ForwardStats::default());

@@ -6,7 +6,7 @@
 //!  broker subscribe ──add_local──▶ [local task] ──pg join/leave──▶ beamq_route scope ──▶ peers
 //!  peers ──pg join/leave/sync──▶ beamq_route scope ──subscribe()──▶ [sync task] ──▶ table
 //!  broker publish ──forward──▶ table match ──{dispatch,...}──▶ remote beamq_broker pids
-//!  peers ──{dispatch,...}──▶ beamq_broker process ──▶ LocalSink (the MQTT broker)
+//!  peers ──{dispatch,...}──▶ beamq_broker process ──▶ Inbound (the MQTT broker: parks per busy subscriber)
 //! ```
 //!
 //! EMQX 4 does the same with Mnesia (`emqx_router` adds `#route{}` records, `emqx_broker`
@@ -46,12 +46,23 @@ pub const BROKER_NAME: &str = "beamq_broker";
 pub const MODULE: &str = "beamq_routes";
 
 /// Where dispatches received from other nodes go: the node's local subscribers only
-/// (ROUTE-PROTOCOL rule 7). Implemented by the MQTT broker; the broker process awaits each
-/// delivery before taking the next dispatch, so a busy subscriber holds up the dispatches
-/// behind it (in order) rather than losing them, within the broker's slow-consumer grace.
+/// (ROUTE-PROTOCOL rule 7). Implemented by the MQTT broker.
 pub trait LocalSink: Send + Sync + 'static {
-    /// Delivers `dispatch` to this node's local subscribers of its topic.
-    fn deliver(&self, dispatch: Dispatch) -> BoxFuture<'static, ()>;
+    /// The delivery state the broker process owns (alone) for its whole life.
+    fn inbound(&self) -> Box<dyn Inbound>;
+}
+
+/// The broker process's deliveries in progress: a dispatch goes at once to every subscriber
+/// with room, and is parked, in order, for a subscriber whose channel is full, so one busy
+/// subscriber holds up only its own deliveries (ROUTE-PROTOCOL rule 7), as on one node a busy
+/// subscriber holds up only the publishers sending to it.
+pub trait Inbound: Send + 'static {
+    /// Delivers `dispatch` to this node's local subscribers of its topic. Waits only while a
+    /// subscriber's parked deliveries are at their bound (at most the slow-consumer grace).
+    fn deliver(&mut self, dispatch: Dispatch) -> BoxFuture<'_, ()>;
+    /// Completes when a parked delivery moved on (sent, or given up); pending while nothing
+    /// is parked. Cancel-safe.
+    fn progress(&mut self) -> BoxFuture<'_, ()>;
 }
 
 /// Why the cluster router did not start.
