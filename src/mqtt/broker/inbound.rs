@@ -78,7 +78,10 @@ impl BrokerInbound {
     /// unless it is QoS 0 only, the client is disconnected and its parked deliveries dropped
     /// (a QoS 1/2 delivery is never lost silently, and no other subscriber waits for this one).
     fn park(&mut self, b: ConnBatch, broker: &Broker) {
-        let limit = broker.inner.channel_capacity.saturating_mul(PARKED_CHANNELS);
+        let limit = broker
+            .inner
+            .channel_capacity
+            .saturating_mul(PARKED_CHANNELS);
         let Some(p) = self.parked.get_mut(&b.client) else {
             self.parked.insert(b.client.clone(), Parked::default());
             self.waiters.push(wait(b, broker.clone()));
@@ -89,16 +92,14 @@ impl BrokerInbound {
             p.batches.push_back(b);
             return;
         }
-        let reliable = b.items.iter().any(|i| !is_best_effort(i));
-        tracing::warn!(client = %b.client, limit, "parked deliveries at their bound");
-        b.give_up(broker);
-        if reliable {
+        if b.items.iter().any(|i| !is_best_effort(i)) {
+            tracing::warn!(client = %b.client, limit, "parked deliveries at their bound");
             // The waiter keeps its head deliveries; they fail once the connection closes.
+            broker.count_dropped(p.len);
             p.len = 0;
-            for q in p.batches.drain(..) {
-                q.give_up(broker);
-            }
+            p.batches.clear();
         }
+        b.give_up(broker);
     }
 
     /// A waiter ended: start the client's next parked deliveries, or forget the client.
