@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::ports::{free_port, free_port_offset, free_suffixes};
+use common::ports::{free_listen_port, free_port, free_port_offset, free_suffixes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_beamq");
 const COOKIE: &str = "cluster_local_test";
@@ -187,7 +187,7 @@ fn three_nodes_start_join_and_stop_on_sigterm() {
 
 #[test]
 fn kill_9_of_the_parent_leaves_no_orphan_in_epmd_mode() {
-    let epmd_port = free_port();
+    let epmd_port = free_listen_port();
     let s = free_suffixes(2);
     let k = free_port_offset(2, 1000);
     let args: Vec<String> = [

@@ -3,8 +3,10 @@
 //! process in the groups `t/#`, `t/+`, `t/a`. MQTT clients are mosquitto_sub/mosquitto_pub.
 //! The test inspects every node through its own hidden node calling `rpc` (the
 //! `beamq_routes` functions on beamq nodes, plain BIFs on the erl node).
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -15,6 +17,7 @@ use beamq::dist::etf::{Atom, Term};
 use beamq::dist::listener::PortMode;
 use beamq::dist::nodename::{NameKind, NodeName};
 use beamq::node::boot::{self, NodeConfig, RunningNode};
+use common::ports::{free_listen_port, free_suffixes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_beamq");
 const COOKIE: &str = "cluster_routes_test";
@@ -81,28 +84,6 @@ impl Beamq {
     fn restart(&mut self) {
         self.proc.kill();
         *self = Beamq::start(&self.name, self.mqtt, &self.dir);
-    }
-}
-
-/// A port free now.
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `n` free name suffixes N (ekka dist port 4370 + N).
-fn suffixes(n: u16) -> Vec<u16> {
-    loop {
-        let base = 20000 + rand::random::<u16>() % 40000;
-        let s: Vec<u16> = (base..base + n).collect();
-        if s.iter()
-            .all(|x| TcpListener::bind(("127.0.0.1", 4370 + x)).is_ok())
-        {
-            return s;
-        }
     }
 }
 
@@ -306,7 +287,7 @@ fn start_erl(name: &str, beamq: &[&str], dir: &Path) -> Proc {
 
 #[test]
 fn routes_replicate_and_publishes_forward_once_per_member() {
-    let s = suffixes(5);
+    let s: Vec<u16> = (free_suffixes(5)..).take(5).collect();
     let names: Vec<String> = s[..3].iter().map(|n| format!("rt{n}@127.0.0.1")).collect();
     let (n1, n2, n3) = (names[0].as_str(), names[1].as_str(), names[2].as_str());
     let erl = format!("erl{}@127.0.0.1", s[3]);
@@ -314,7 +295,7 @@ fn routes_replicate_and_publishes_forward_once_per_member() {
     let root = std::env::temp_dir().join(format!("beamq_cluster_routes_{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let _dirs = DirGuard(root.clone());
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_listen_port()).collect();
     let _b1 = Beamq::start(n1, ports[0], &root.join("1"));
     let _b2 = Beamq::start(n2, ports[1], &root.join("2"));
     let mut b3 = Beamq::start(n3, ports[2], &root.join("3"));

@@ -8,6 +8,8 @@
 //! side when we fall silent; our `NodeDown::NetTickTimeout` when erl is frozen), and refusal
 //! of a wrong cookie in both directions.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::time::Duration;
@@ -42,16 +44,9 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 /// Starts a private epmd and waits until it answers.
 async fn start_epmd() -> (Guard, u16) {
-    let port = free_port();
+    let port = common::ports::free_listen_port();
     let child = Command::new("/usr/bin/epmd")
         .args(["-port", &port.to_string()])
         .stdout(Stdio::null())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ports::{free_port, free_port_offset};
+use super::ports::{free_listen_port, free_port_offset};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_beamq");
 
@@ -17,7 +17,7 @@ pub struct Epmd {
 
 impl Epmd {
     pub fn start() -> Epmd {
-        let port = free_port();
+        let port = free_listen_port();
         let child = Command::new(BIN)
             .args(["epmd", "-port", &port.to_string()])
             .stdout(Stdio::null())

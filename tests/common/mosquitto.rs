@@ -1,7 +1,7 @@
 //! Starts Debian's mosquitto on a free loopback port with a config written to a temp dir, and
 //! kills it by PID when dropped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,11 +21,6 @@ impl Drop for Mosquitto {
     }
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
 /// Starts mosquitto with `listener PORT 127.0.0.1` plus `extra` config lines; `files` are
 /// written into the config's directory first (name, contents) and `$DIR` in `extra` is
 /// replaced by that directory.
@@ -39,7 +34,7 @@ pub fn start(extra: &str, files: &[(&str, &[u8])]) -> Mosquitto {
     for (name, body) in files {
         std::fs::write(dir.path().join(name), body).expect("write file");
     }
-    let port = free_port();
+    let port = super::ports::free_listen_port();
     let conf = dir.path().join("mosquitto.conf");
     let extra = extra.replace("$DIR", &dir.path().to_string_lossy());
     std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{extra}\n")).expect("write conf");

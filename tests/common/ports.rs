@@ -24,6 +24,19 @@ pub fn ephemeral_low() -> u16 {
         .unwrap_or(32768)
 }
 
+/// A port for a test's own listener (epmd), free now and below [`ephemeral_low`], so no
+/// `connect` on the machine takes it before the listener binds it (a port picked by the kernel
+/// with bind(0) lies in that range and was once taken meanwhile: "address in use").
+pub fn free_listen_port() -> u16 {
+    let span = ephemeral_low().saturating_sub(10_000).max(1);
+    loop {
+        let p = 10_000 + rand::random::<u16>() % span;
+        if is_free(p) {
+            return p;
+        }
+    }
+}
+
 /// `n` consecutive name suffixes S.. with every ekka dist port 4370 + S + i free, all below
 /// [`ephemeral_low`].
 pub fn free_suffixes(n: u16) -> u16 {
