@@ -2,7 +2,19 @@
 %% cleans up by pid. Common Test compiles help modules of the test directory with the suites.
 -module(beamq_ct_os).
 
--export([free_ekka_offset/0, port_free/1, free_port/0, os_start/4, os_kill/1]).
+-export([suite_config/2, free_ekka_offset/0, port_free/1, free_port/0, os_start/4, os_kill/1]).
+
+%% `{beamq_bin, Bin}' from $BEAMQ_BIN and `{code_paths, Paths}' (interop/ebin, then the suite's
+%% own directory) for the peers a suite starts; `{skip, _}' when BEAMQ_BIN is not set.
+suite_config(Suite, Config) ->
+    case os:getenv("BEAMQ_BIN") of
+        false -> {skip, "BEAMQ_BIN not set"};
+        Bin ->
+            EpmdMod = code:which(beamq_epmd),
+            true = is_list(EpmdMod),
+            Paths = [filename:dirname(EpmdMod), filename:dirname(code:which(Suite))],
+            [{beamq_bin, Bin}, {code_paths, Paths} | Config]
+    end.
 
 %% An ekka offset whose dist port (4370 + N) is free now, below the kernel's client ports
 %% (32768..): there no connect() on the machine takes it before the node listens.

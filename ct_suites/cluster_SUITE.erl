@@ -53,15 +53,12 @@ groups() ->
     [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
 
 init_per_suite(Config) ->
-    case os:getenv("BEAMQ_BIN") of
-        false -> {skip, "BEAMQ_BIN not set"};
-        Bin ->
-            EpmdMod = code:which(beamq_epmd),
-            true = is_list(EpmdMod),
-            Ebin = filename:dirname(EpmdMod),
+    case beamq_ct_os:suite_config(?MODULE, Config) of
+        {skip, _} = Skip -> Skip;
+        Config1 ->
+            [Ebin | _] = ?config(code_paths, Config1),
             true = filelib:is_regular(filename:join(Ebin, "beamq_interop.app")),
-            Paths = [Ebin, filename:dirname(code:which(?MODULE))],
-            [{beamq_bin, Bin}, {code_paths, Paths} | Config]
+            Config1
     end.
 
 end_per_suite(_Config) -> ok.

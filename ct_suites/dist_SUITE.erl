@@ -36,14 +36,7 @@ groups() ->
     [{ekka, [sequence], Cases}, {epmd, [sequence], Cases}].
 
 init_per_suite(Config) ->
-    case os:getenv("BEAMQ_BIN") of
-        false -> {skip, "BEAMQ_BIN not set"};
-        Bin ->
-            EpmdMod = code:which(beamq_epmd),
-            true = is_list(EpmdMod),
-            Paths = [filename:dirname(EpmdMod), filename:dirname(code:which(?MODULE))],
-            [{beamq_bin, Bin}, {code_paths, Paths} | Config]
-    end.
+    beamq_ct_os:suite_config(?MODULE, Config).
 
 end_per_suite(_Config) -> ok.
 

@@ -29,13 +29,9 @@ all() -> [global_sync, global_name_visible, pg_groups_both_ways, third_node,
           partition_prevention].
 
 init_per_suite(Config) ->
-    case os:getenv("BEAMQ_BIN") of
-        false -> {skip, "BEAMQ_BIN not set"};
-        Bin ->
-            EpmdMod = code:which(beamq_epmd),
-            true = is_list(EpmdMod),
-            Paths = [filename:dirname(EpmdMod), filename:dirname(code:which(?MODULE))],
-            Config1 = [{beamq_bin, Bin}, {code_paths, Paths} | Config],
+    case beamq_ct_os:suite_config(?MODULE, Config) of
+        {skip, _} = Skip -> Skip;
+        Config1 ->
             Beamq = start_beamq(Config1),
             {ok, Peer, A} = start_peer(Config1),
             Scope = peer:call(Peer, ?MODULE, p_start_scope, []),

@@ -138,19 +138,9 @@ impl<T> Sender<T> {
 
     /// Queues `item`, waiting for room as long as it takes.
     pub async fn send(&self, item: T) -> Result<(), SendError<T>> {
-        let mut item = item;
-        loop {
-            let room = self.0.room.notified();
-            tokio::pin!(room);
-            // Registered before the check: a receiver taking items after it wakes us.
-            room.as_mut().enable();
-            match self.try_send(item) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Closed(i)) => return Err(SendError(i)),
-                Err(TrySendError::Full(i)) => item = i,
-            }
-            room.await;
-        }
+        self.send_until(item, None).await.map_err(|e| match e {
+            SendTimeoutError::Closed(i) | SendTimeoutError::Timeout(i) => SendError(i),
+        })
     }
 
     /// [`Sender::send`] that gives up after `timeout`, handing the item back.
@@ -160,18 +150,32 @@ impl<T> Sender<T> {
         timeout: Duration,
     ) -> Result<(), SendTimeoutError<T>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut item = item;
+        self.send_until(item, Some(deadline)).await
+    }
+
+    /// Waits for room until `deadline` (`None`: for as long as it takes).
+    async fn send_until(
+        &self,
+        mut item: T,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
         loop {
             let room = self.0.room.notified();
             tokio::pin!(room);
+            // Registered before the check: a receiver taking items after it wakes us.
             room.as_mut().enable();
             match self.try_send(item) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Closed(i)) => return Err(SendTimeoutError::Closed(i)),
                 Err(TrySendError::Full(i)) => item = i,
             }
-            if tokio::time::timeout_at(deadline, room).await.is_err() {
-                return Err(SendTimeoutError::Timeout(item));
+            match deadline {
+                None => room.await,
+                Some(d) => {
+                    if tokio::time::timeout_at(d, room).await.is_err() {
+                        return Err(SendTimeoutError::Timeout(item));
+                    }
+                }
             }
         }
     }

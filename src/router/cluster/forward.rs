@@ -103,11 +103,7 @@ impl ClusterRouter {
             return 0;
         }
         let inner = &self.inner;
-        let term = Dispatch::term(
-            &Bytes::copy_from_slice(topic.as_bytes()),
-            inner.broker,
-            &message(),
-        );
+        let term = self.dispatch_term(topic, message);
         let mut sent = 0;
         for pid in pids {
             if inner.node.dist_busy(pid.node) {
@@ -125,11 +121,7 @@ impl ClusterRouter {
             }
             sent += usize::from(self.send_one(pid, term.clone()));
         }
-        inner
-            .stats
-            .forward
-            .fetch_add(sent as u64, Ordering::Relaxed);
-        sent
+        self.counted(sent)
     }
 
     /// Forwards a publish to `topic` to every remote destination; `message` builds the
@@ -162,18 +154,26 @@ impl ClusterRouter {
         if pids.is_empty() {
             return 0;
         }
-        let inner = &self.inner;
-        let msg = message();
-        let term = Dispatch::term(
+        let term = self.dispatch_term(topic, message);
+        let sent = pids
+            .iter()
+            .map(|&pid| usize::from(self.send_one(pid, term.clone())))
+            .sum();
+        self.counted(sent)
+    }
+
+    /// The `{dispatch, Topic, {delivery, Sender, Message}}` term sent to every destination.
+    fn dispatch_term(&self, topic: &str, message: impl FnOnce() -> ClusterMessage) -> Term {
+        Dispatch::term(
             &Bytes::copy_from_slice(topic.as_bytes()),
-            inner.broker,
-            &msg,
-        );
-        let mut sent = 0;
-        for &pid in pids {
-            sent += usize::from(self.send_one(pid, term.clone()));
-        }
-        inner
+            self.inner.broker,
+            &message(),
+        )
+    }
+
+    /// Adds `sent` dispatches to the `forward` counter and returns it.
+    fn counted(&self, sent: usize) -> usize {
+        self.inner
             .stats
             .forward
             .fetch_add(sent as u64, Ordering::Relaxed);
