@@ -145,38 +145,62 @@ async fn a_burst_to_a_busy_local_subscriber_arrives_exactly_once_in_order() {
     burst(n1.port("tcp"), &mut el1, &mut el2).await;
 }
 
+/// A client on `port` that publishes `count` messages (`payload(seq)`) to `topic` as fast as
+/// the broker takes them; the task ends when every one is acknowledged (PUBACK or PUBCOMP).
+fn publisher(
+    id: &str,
+    port: u16,
+    topic: String,
+    qos: QoS,
+    count: usize,
+    payload: impl Fn(usize) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (c, mut el) = AsyncClient::new(options(id, port), 64);
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let sender = tokio::spawn(async move {
+            for seq in 0..count {
+                if c.publish(topic.as_str(), qos, false, payload(seq))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let mut done = 0;
+        while done < count {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => done += 1,
+                Ok(Event::Incoming(Packet::PubComp(_))) if qos == QoS::ExactlyOnce => done += 1,
+                Ok(_) => {}
+                Err(e) => panic!("{id}: {e}"),
+            }
+        }
+        sender.abort();
+    })
+}
+
 /// Publishes the burst to `port` while the two subscribers do not read for [`PAUSE`], then
 /// checks what they received.
 async fn burst(port: u16, el1: &mut EventLoop, el2: &mut EventLoop) {
     // The subscribers' event loops are not polled from here until PAUSE has passed: their
     // sockets are not read, so nothing they receive is acknowledged.
-    let mut publishers = Vec::new();
-    for p in 0..PUBLISHERS {
-        let (c, mut el) = AsyncClient::new(options(&format!("pub-{p}"), port), 64);
-        publishers.push(tokio::spawn(async move {
-            let sender = tokio::spawn(async move {
-                for seq in 0..PER_PUBLISHER {
-                    let topic = format!("burst/{p}");
-                    if c.publish(topic, QoS::ExactlyOnce, false, format!("{p}:{seq}"))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                std::future::pending::<()>().await;
-            });
-            let mut done = 0;
-            while done < PER_PUBLISHER {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::PubComp(_))) => done += 1,
-                    Ok(_) => {}
-                    Err(e) => panic!("publisher {p}: {e}"),
-                }
-            }
-            sender.abort();
-        }));
-    }
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let topic = format!("burst/{p}");
+            let payload = move |seq: usize| format!("{p}:{seq}");
+            publisher(
+                &format!("pub-{p}"),
+                port,
+                topic,
+                QoS::ExactlyOnce,
+                PER_PUBLISHER,
+                payload,
+            )
+        })
+        .collect();
     tokio::time::sleep(PAUSE).await;
 
     let total = PUBLISHERS * PER_PUBLISHER;
@@ -255,32 +279,16 @@ async fn a_stuck_remote_subscriber_does_not_hold_up_the_others() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let (c, mut pel) = AsyncClient::new(options("hol-pub", n1.port("tcp")), 64);
     let start = Instant::now();
-    let publisher = tokio::spawn(async move {
-        let sender = tokio::spawn(async move {
-            for seq in 0..MESSAGES {
-                let sent = start.elapsed().as_micros();
-                let payload = format!("{seq}:{sent}");
-                if c.publish("hol/x", QoS::AtLeastOnce, false, payload)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            std::future::pending::<()>().await;
-        });
-        let mut done = 0;
-        while done < MESSAGES {
-            match pel.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => done += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher: {e}"),
-            }
-        }
-        sender.abort();
-    });
+    let payload = move |seq: usize| format!("{seq}:{}", start.elapsed().as_micros());
+    let publisher = publisher(
+        "hol-pub",
+        n1.port("tcp"),
+        "hol/x".into(),
+        QoS::AtLeastOnce,
+        MESSAGES,
+        payload,
+    );
 
     let mut next = 0;
     let mut slowest = Duration::ZERO;
