@@ -1,8 +1,13 @@
 //! Property tests: the topic trie against a brute-force matcher written from MQTT 5.0 section
-//! 4.7, and insert/remove sequences against a reference-count model.
+//! 4.7, insert/remove sequences against a reference-count model, and the batch match against
+//! the one-topic match.
 
-use beamq::router::{RouteTable, TopicFilter, TopicTrie};
+use beamq::router::{
+    RouteTable, ShareStrategy, SubOptions, Subscription, SubscriptionTable, TopicFilter, TopicTrie,
+};
 use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Brute force, straight from the spec: compare level lists; `#` takes the rest (the parent
@@ -62,8 +67,96 @@ fn trie_matches(t: &TopicTrie<u8>, topic: &str) -> BTreeSet<String> {
     out
 }
 
+/// `(topic index, filter)` in callback order: from one batch call, and from one `matches`
+/// call per topic.
+type Reported = Vec<(usize, String)>;
+
+fn batch_and_single(t: &TopicTrie<u8>, topics: &[String]) -> (Reported, Reported) {
+    let mut batch = Vec::new();
+    t.matches_batch(topics.iter().map(String::as_str), |i, f, _| {
+        batch.push((i, f.to_string()))
+    });
+    let mut single = Vec::new();
+    for (i, topic) in topics.iter().enumerate() {
+        t.matches(topic, |f, _| single.push((i, f.to_string())));
+    }
+    (batch, single)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The batch walk reports exactly what the one-topic walk does, in the same order, and
+    /// that agrees with the spec; batches of 0 to 40 topics (several chunks, a partial last
+    /// one), with `$` topics, empty levels, shared prefixes and repeated topics.
+    #[test]
+    fn batch_agrees_with_single_and_brute_force(
+        filters in prop::collection::vec(filter(), 0..40),
+        topics in prop::collection::vec(topic(), 0..40),
+    ) {
+        let mut t = TopicTrie::new();
+        for f in &filters {
+            t.insert(&TopicFilter::new(f).unwrap(), 0u8).unwrap();
+        }
+        let (batch, single) = batch_and_single(&t, &topics);
+        prop_assert_eq!(&batch, &single);
+        let distinct: BTreeSet<&String> = filters.iter().collect();
+        for (i, topic) in topics.iter().enumerate() {
+            let got: BTreeSet<String> =
+                batch.iter().filter(|(j, _)| *j == i).map(|(_, f)| f.clone()).collect();
+            let want: BTreeSet<String> = distinct
+                .iter()
+                .filter(|f| spec_match(f, topic))
+                .map(|f| f.to_string())
+                .collect();
+            prop_assert_eq!(got, want, "topic {}", topic);
+        }
+    }
+
+    /// The batch dispatch of the subscription table gives the deliveries of one `dispatch`
+    /// per publish, in the same order, share-group picks included (same seeded generator).
+    #[test]
+    fn dispatch_batch_agrees_with_dispatch(
+        subs in prop::collection::vec((filter(), 0u8..4, prop::option::of(0u8..2)), 0..30),
+        publishes in prop::collection::vec((topic(), 0u8..3), 0..30),
+        strategy in prop_oneof![
+            Just(ShareStrategy::Random),
+            Just(ShareStrategy::Hash),
+            Just(ShareStrategy::RoundRobin),
+        ],
+    ) {
+        let table = |subs: &[(String, u8, Option<u8>)]| {
+            let mut t = SubscriptionTable::new(strategy);
+            for (f, who, group) in subs {
+                let text = match group {
+                    Some(g) => format!("$share/g{g}/{f}"),
+                    None => f.clone(),
+                };
+                t.subscribe(&Subscription::parse(&text).unwrap(), *who, SubOptions::default())
+                    .unwrap();
+            }
+            t
+        };
+        let publishes: Vec<(String, String)> =
+            publishes.into_iter().map(|(t, p)| (t, format!("client{p}"))).collect();
+        let (one, batched) = (table(&subs), table(&subs));
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut want = Vec::new();
+        for (i, (topic, publisher)) in publishes.iter().enumerate() {
+            one.dispatch(topic, publisher, &mut rng, |d| {
+                want.push((i, *d.subscriber, d.filter.to_string(), d.group.map(str::to_string)))
+            });
+        }
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut got = Vec::new();
+        batched.dispatch_batch(
+            &publishes,
+            |(t, p)| (t.as_str(), p.as_str()),
+            &mut rng,
+            |i, d| got.push((i, *d.subscriber, d.filter.to_string(), d.group.map(str::to_string))),
+        );
+        prop_assert_eq!(got, want);
+    }
 
     #[test]
     fn trie_agrees_with_brute_force(
@@ -198,6 +291,8 @@ proptest! {
                 kept.iter().filter(|f| spec_match(f, topic)).map(|f| f.to_string()).collect();
             prop_assert_eq!(trie_matches(&t, topic), want, "topic {}", topic);
         }
+        let (batch, single) = batch_and_single(&t, &topics);
+        prop_assert_eq!(batch, single);
         for f in &kept {
             prop_assert!(t.remove(f, &0));
         }

@@ -14,7 +14,7 @@
 //! The big arrays ask for transparent huge pages ([`open_table::huge_vec`]), so that at 1 M
 //! filters a random read is a cache miss but not also a TLB miss.
 //!
-//! Matching is in `filter_walk.rs`.
+//! Matching is in `filter_walk.rs` (one topic) and `filter_batch.rs` (several at once).
 
 use super::filter_text::FilterText;
 use super::levels::LevelInterner;
@@ -58,7 +58,7 @@ pub struct FilterTrie<P> {
     pub(super) terminals: Vec<Option<Terminal<P>>>,
     free_terminals: Vec<u32>,
     /// Wildcard filters stored in the trie.
-    wildcards: usize,
+    pub(super) wildcards: usize,
     pub(super) hasher: RandomState,
 }
 

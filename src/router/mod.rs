@@ -7,6 +7,7 @@
 //! runs on the node (`node`, `dist`) below it.
 
 pub mod cluster;
+mod filter_batch;
 mod filter_text;
 mod filter_trie;
 mod filter_walk;

@@ -238,27 +238,58 @@ impl<S: Clone + Eq + Hash> SubscriptionTable<S> {
         rng: &mut R,
         mut deliver: impl FnMut(Delivery<'s, S>),
     ) {
-        let strategy = self.strategy;
         self.trie.for_each_match(topic, |filter, subs| {
-            for (s, o) in &subs.direct {
+            self.deliver_filter(filter, subs, publisher, rng, &mut deliver)
+        });
+    }
+
+    /// [`SubscriptionTable::dispatch`] for several publishes at once (the PUBLISHes decoded
+    /// from one read): `parts(p)` gives a publish's topic and publisher, and `deliver(i, d)`
+    /// gets the deliveries of `publishes[i]`, publish after publish, each publish's in the
+    /// order `dispatch` gives them. The topics are matched together
+    /// ([`FilterTrie::for_each_match_batch`]), their memory loads overlapped.
+    pub fn dispatch_batch<'s, 'p, M, R: Rng + ?Sized>(
+        &'s self,
+        publishes: &'p [M],
+        parts: impl Fn(&'p M) -> (&'p str, &'p str),
+        rng: &mut R,
+        mut deliver: impl FnMut(usize, Delivery<'s, S>),
+    ) {
+        let topics = publishes.iter().map(|p| parts(p).0);
+        self.trie.for_each_match_batch(topics, |i, filter, subs| {
+            let publisher = publishes.get(i).map_or("", |p| parts(p).1);
+            self.deliver_filter(filter, subs, publisher, rng, &mut |d| deliver(i, d))
+        });
+    }
+
+    /// The deliveries of one matching filter: its direct subscriptions, then one member per
+    /// share group.
+    fn deliver_filter<'s, R: Rng + ?Sized>(
+        &self,
+        filter: &'s str,
+        subs: &'s FilterSubs<S>,
+        publisher: &str,
+        rng: &mut R,
+        deliver: &mut impl FnMut(Delivery<'s, S>),
+    ) {
+        for (s, o) in &subs.direct {
+            deliver(Delivery {
+                subscriber: s,
+                options: o,
+                filter,
+                group: None,
+            });
+        }
+        for g in &subs.groups {
+            if let Some((s, o)) = g.pick(self.strategy, publisher, rng) {
                 deliver(Delivery {
                     subscriber: s,
                     options: o,
                     filter,
-                    group: None,
+                    group: Some(g.name()),
                 });
             }
-            for g in &subs.groups {
-                if let Some((s, o)) = g.pick(strategy, publisher, rng) {
-                    deliver(Delivery {
-                        subscriber: s,
-                        options: o,
-                        filter,
-                        group: Some(g.name()),
-                    });
-                }
-            }
-        });
+        }
     }
 
     /// The options of `subscriber`'s subscription `sub`, if it has it.

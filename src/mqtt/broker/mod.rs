@@ -389,9 +389,17 @@ impl Broker {
             // Client id → its entry in `conns`, for this batch.
             let mut index: FastMap<&str, usize> = FastMap::default();
             let mut rng = rand::thread_rng();
-            for msg in msgs {
-                let publisher = msg.publisher.as_str();
-                subs.dispatch(msg.topic.as_str(), publisher, &mut rng, |d| {
+            // The batch's topics are matched together, their trie walks overlapped; the
+            // deliveries come publish after publish, so each subscriber keeps the order.
+            subs.dispatch_batch(
+                msgs,
+                |m| (m.topic.as_str(), m.publisher.as_str()),
+                &mut rng,
+                |i, d| {
+                    let Some(msg) = msgs.get(i) else {
+                        return;
+                    };
+                    let publisher = msg.publisher.as_str();
                     let key = d.subscriber;
                     if d.options.no_local && *key.client == *publisher {
                         return;
@@ -422,8 +430,8 @@ impl Broker {
                         }
                         None => {}
                     }
-                });
-            }
+                },
+            );
         }
         conns.retain_mut(|c| {
             if parked(&c.client) {
