@@ -62,6 +62,12 @@ impl TermKey {
         }
     }
 
+    /// What equality and hashing look at (whether it is a binary, and the binary's bytes or
+    /// the encoding), also what a sync's digest takes of the group.
+    pub(super) fn digest_bytes(&self) -> (bool, &[u8]) {
+        self.key()
+    }
+
     /// What equality and hashing look at: the binary's bytes, or the encoding.
     fn key(&self) -> (bool, &[u8]) {
         match &self.0 {

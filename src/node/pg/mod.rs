@@ -15,6 +15,7 @@
 //!
 //! The scope is a registered process speaking pg's messages ([`state`]); the table it maintains
 //! is readable from anywhere without a round trip, as pg's ETS table is.
+mod digest;
 mod functions;
 mod groups;
 mod key;

@@ -13,6 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::digest::DigestSeeds;
 use super::groups::{subtract, Groups, PidList};
 use super::key::TermKey;
 use crate::dist::etf::{Atom, Pid, Reference, Term};
@@ -52,9 +53,29 @@ pub struct ScopeState {
     me: Pid,
     local: HashMap<Pid, (Reference, HashMap<TermKey, Joins>)>,
     joins: u64,
-    remote: HashMap<Pid, (Reference, HashMap<TermKey, Known>)>,
+    remote: HashMap<Pid, Peer>,
     syncs: u64,
+    seeds: DigestSeeds,
     groups: Arc<Mutex<Groups>>,
+}
+
+/// A peer scope: its monitor, its members by group, and the digest of its last sync while
+/// nothing has changed its groups since (see [`super::digest`]).
+#[derive(Debug)]
+struct Peer {
+    monitor: Reference,
+    groups: HashMap<TermKey, Known>,
+    synced: Option<u128>,
+}
+
+impl Peer {
+    fn new(monitor: Reference, groups: HashMap<TermKey, Known>) -> Peer {
+        Peer {
+            monitor,
+            groups,
+            synced: None,
+        }
+    }
 }
 
 /// The sequence numbers of a local pid's joins of one group (nearly always one: inline).
@@ -143,6 +164,7 @@ impl ScopeState {
             joins: 0,
             remote: HashMap::default(),
             syncs: 0,
+            seeds: DigestSeeds::default(),
             groups,
         }
     }
@@ -319,7 +341,7 @@ impl ScopeState {
                 Dest::Pid(peer),
                 Term::tuple(vec![Term::atom("discover"), Term::Pid(self.me)]),
             );
-            self.remote.insert(peer, (r, HashMap::default()));
+            self.remote.insert(peer, Peer::new(r, HashMap::default()));
         }
     }
 
@@ -327,15 +349,28 @@ impl ScopeState {
     /// [`sync_list`]) replaces what we knew of it. As in pg.erl, a group listed twice joins
     /// twice and keeps its last pids.
     fn sync(&mut self, peer: Pid, groups: Vec<Term>, fx: &mut dyn Effects) {
-        let (r, mut known) = match self.remote.remove(&peer) {
+        if let Some(Peer {
+            synced: Some(last), ..
+        }) = self.remote.get(&peer)
+        {
+            if self.seeds.of_list(&groups) == Some(*last) {
+                return;
+            }
+        }
+        let Peer {
+            monitor: r,
+            groups: mut known,
+            ..
+        } = match self.remote.remove(&peer) {
             Some(v) => v,
-            None => (
+            None => Peer::new(
                 fx.monitor(peer),
                 HashMap::with_capacity_and_hasher(groups.len(), Default::default()),
             ),
         };
         self.syncs += 1;
         let stamp = self.syncs;
+        let mut digest = Some(self.seeds.start());
         {
             let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
             table.reserve(groups.len());
@@ -348,6 +383,10 @@ impl ScopeState {
                 match known.entry(TermKey::new(g)) {
                     Entry::Occupied(mut o) => {
                         let first = o.get().seen != stamp;
+                        match digest.as_mut() {
+                            Some(d) if first => d.key(o.key(), &pids),
+                            _ => digest = None,
+                        }
                         if first && same_pids(&pids, &o.get().pids) {
                             o.get_mut().seen = stamp;
                             continue;
@@ -364,6 +403,9 @@ impl ScopeState {
                         };
                     }
                     Entry::Vacant(v) => {
+                        if let Some(d) = digest.as_mut() {
+                            d.key(v.key(), &pids);
+                        }
                         let pids = pid_list(&pids);
                         table.join_remote(v.key(), &pids);
                         v.insert(Known { pids, seen: stamp });
@@ -377,13 +419,16 @@ impl ScopeState {
                 k.seen == stamp
             });
         }
-        self.remote.insert(peer, (r, known));
+        let mut p = Peer::new(r, known);
+        p.synced = digest.map(|d| d.finish());
+        self.remote.insert(peer, p);
     }
 
     fn join_remote(&mut self, peer: Pid, group: TermKey, pids: Vec<Pid>) {
-        let Some((_, groups)) = self.remote.get_mut(&peer) else {
+        let Some(Peer { groups, synced, .. }) = self.remote.get_mut(&peer) else {
             return;
         };
+        *synced = None;
         let known = groups.entry(group.clone()).or_insert(Known {
             pids: PidList::new(),
             seen: 0,
@@ -393,9 +438,15 @@ impl ScopeState {
     }
 
     fn leave_remote(&mut self, peer: Pid, pids: &[Pid], groups: &[TermKey]) {
-        let Some((_, known)) = self.remote.get_mut(&peer) else {
+        let Some(Peer {
+            groups: known,
+            synced,
+            ..
+        }) = self.remote.get_mut(&peer)
+        else {
             return;
         };
+        *synced = None;
         for g in groups {
             if let Some(k) = known.get_mut(g) {
                 let rest = subtract(&k.pids, pids);
@@ -443,10 +494,10 @@ impl ScopeState {
             self.broadcast(fx, &msg);
         } else {
             match self.remote.get(&pid) {
-                Some((mr, _)) if *mr == r => {}
+                Some(p) if p.monitor == r => {}
                 _ => return,
             }
-            let Some((_, groups)) = self.remote.remove(&pid) else {
+            let Some(Peer { groups, .. }) = self.remote.remove(&pid) else {
                 return;
             };
             let mut table = self.table();

@@ -535,3 +535,51 @@ fn a_sync_carries_every_local_join() {
         ]
     );
 }
+
+#[test]
+fn a_repeated_sync_is_applied_again_after_the_peer_changed_in_between() {
+    let (mut st, g) = scope();
+    let mut fx = Fake::default();
+    let peer = pid(PEER, 9);
+    let (p2, p3) = (pid(PEER, 2), pid(PEER, 3));
+    let first = sync(peer, vec![(b"a", vec![p2]), (b"b", vec![p3])]);
+    st.handle_owned(first.clone(), &mut fx).unwrap();
+    // A join the same sync does not list: the repeated sync must take it away again.
+    let join = Term::tuple(vec![
+        Term::atom("join"),
+        Term::Pid(peer),
+        Term::binary(b"c"),
+        Term::Pid(p2),
+    ]);
+    st.handle(&join, &mut fx).unwrap();
+    assert_eq!(members(&g, b"c"), vec![p2]);
+    st.handle_owned(first.clone(), &mut fx).unwrap();
+    assert_eq!(members(&g, b"c"), vec![]);
+    // A leave of a listed group: the repeated sync must put it back.
+    let leave = Term::tuple(vec![
+        Term::atom("leave"),
+        Term::Pid(peer),
+        Term::Pid(p3),
+        Term::list(vec![Term::binary(b"b")]),
+    ]);
+    st.handle(&leave, &mut fx).unwrap();
+    assert_eq!(members(&g, b"b"), vec![]);
+    st.handle_owned(first, &mut fx).unwrap();
+    assert_eq!(members(&g, b"b"), vec![p3]);
+    assert_eq!(members(&g, b"a"), vec![p2]);
+}
+
+#[test]
+fn a_repeated_sync_listing_a_group_twice_is_applied_as_pg_erl_applies_it() {
+    let (mut st, g) = scope();
+    let mut fx = Fake::default();
+    let peer = pid(PEER, 9);
+    let (p2, p3) = (pid(PEER, 2), pid(PEER, 3));
+    let twice = sync(peer, vec![(b"a", vec![p2]), (b"a", vec![p3])]);
+    st.handle_owned(twice.clone(), &mut fx).unwrap();
+    assert_eq!(members(&g, b"a"), vec![p3, p2]);
+    // The second copy is not a no-op here: the first {a, _} replaces the peer's last pids
+    // ([p3]) with [p2], and the second joins p3 again.
+    st.handle_owned(twice, &mut fx).unwrap();
+    assert_eq!(members(&g, b"a"), vec![p3, p2, p2]);
+}
