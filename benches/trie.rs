@@ -1,6 +1,8 @@
 //! Topic trie: insert and match rates at 10 k, 100 k and 1 M filters (70 % exact, 20 % with a
 //! `+`, 10 % ending in `#`, depths 3–6), bytes per filter from a counting allocator, and
-//! matching from 1 and 2 threads through the shared table.
+//! matching from 1 and 2 threads through the shared table; matching one topic per walk and
+//! in batches (`TopicTrie::matches_batch`, 8 topics walked together, as the broker routes the
+//! PUBLISHes of one read).
 //!
 //! Run: `cargo bench --bench trie`; `TRIE_BENCH_SIZES=1000000` runs one size only.
 
@@ -113,13 +115,18 @@ fn thread_cpu() -> Duration {
 
 /// Matches per wall-second and per CPU-second: the medians of 7 batches of `rounds` passes
 /// of the pool each (a median, because other processes share the machine).
-fn match_rates(t: &TopicTrie<u32>, topics: &[String], rounds: usize) -> (f64, f64) {
+fn match_rates(
+    t: &TopicTrie<u32>,
+    topics: &[String],
+    rounds: usize,
+    each: fn(&TopicTrie<u32>, &[String]) -> usize,
+) -> (f64, f64) {
     let n = (rounds * topics.len()) as f64;
     let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..7)
         .map(|_| {
             let (w0, c0) = (Instant::now(), thread_cpu());
             for _ in 0..rounds {
-                black_box(match_all(t, topics));
+                black_box(each(t, topics));
             }
             (
                 n / w0.elapsed().as_secs_f64(),
@@ -139,6 +146,13 @@ fn match_all(t: &TopicTrie<u32>, topics: &[String]) -> usize {
     for topic in topics {
         t.matches(topic, |_, v| hits += v.len());
     }
+    hits
+}
+
+/// [`match_all`] through the batch walk.
+fn match_all_batch(t: &TopicTrie<u32>, topics: &[String]) -> usize {
+    let mut hits = 0;
+    t.matches_batch(topics.iter().map(String::as_str), |_, _, v| hits += v.len());
     hits
 }
 
@@ -228,10 +242,13 @@ fn main() {
         let build_time = t0.elapsed();
         let bytes = LIVE.load(Ordering::Relaxed) - before;
         let hits = match_all(&trie, &ts);
-        let (wall, cpu) = match_rates(&trie, &ts, 3);
+        assert_eq!(hits, match_all_batch(&trie, &ts), "batch and single walks disagree");
+        let (wall, cpu) = match_rates(&trie, &ts, 3, match_all);
         // The same shape of topics, but only 1024 distinct ones: the tables' hot paths stay
         // in cache, which separates the cost of the walk from the cost of cache misses.
-        let (hot_wall, hot_cpu) = match_rates(&trie, &ts[..1024], 60);
+        let (hot_wall, hot_cpu) = match_rates(&trie, &ts[..1024], 60, match_all);
+        let (b_wall, b_cpu) = match_rates(&trie, &ts, 3, match_all_batch);
+        let (b_hot_wall, b_hot_cpu) = match_rates(&trie, &ts[..1024], 60, match_all_batch);
         report.push(format!(
             "{n} filters: {:.1} bytes/filter ({} MiB), {} trie nodes, one build {:.0} ms ({:.2} M inserts/s), {:.2} matched filters/publish",
             bytes as f64 / n as f64,
@@ -250,6 +267,14 @@ fn main() {
             hot_cpu / 1e6,
         ));
 
+        report.push(format!(
+            "{n} filters, 1 thread, no lock, batches of 8: {:.2} M matches/s wall, {:.2} M per CPU-second; 1024 hot topics: {:.2} M/s wall, {:.2} M per CPU-second",
+            b_wall / 1e6,
+            b_cpu / 1e6,
+            b_hot_wall / 1e6,
+            b_hot_cpu / 1e6,
+        ));
+
         let mut g = c.benchmark_group("trie_insert");
         g.sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Elements(n as u64));
@@ -262,6 +287,13 @@ fn main() {
         g.throughput(Throughput::Elements(ts.len() as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &ts, |b, ts| {
             b.iter(|| match_all(&trie, ts))
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group("trie_match_batch");
+        g.throughput(Throughput::Elements(ts.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &ts, |b, ts| {
+            b.iter(|| match_all_batch(&trie, ts))
         });
         g.finish();
 
