@@ -242,7 +242,11 @@ fn main() {
         let build_time = t0.elapsed();
         let bytes = LIVE.load(Ordering::Relaxed) - before;
         let hits = match_all(&trie, &ts);
-        assert_eq!(hits, match_all_batch(&trie, &ts), "batch and single walks disagree");
+        assert_eq!(
+            hits,
+            match_all_batch(&trie, &ts),
+            "batch and single walks disagree"
+        );
         let (wall, cpu) = match_rates(&trie, &ts, 3, match_all);
         // The same shape of topics, but only 1024 distinct ones: the tables' hot paths stay
         // in cache, which separates the cost of the walk from the cost of cache misses.
