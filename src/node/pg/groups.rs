@@ -38,17 +38,38 @@ pub enum Membership {
 /// so a million groups are not a million small allocations per list.
 pub(super) type PidList = SmallVec<[Pid; 1]>;
 
+/// One group: every member (newest first), this node's members, and each peer scope's
+/// members as that peer last reported them (see [`super::remote`]).
 #[derive(Debug, Default)]
-struct Entry {
-    all: PidList,
-    local: PidList,
+pub(super) struct Entry {
+    pub(super) all: PidList,
+    pub(super) local: PidList,
+    pub(super) remote: SmallVec<[Known; 1]>,
+}
+
+impl Entry {
+    /// No member and nothing known of any peer: the group is gone.
+    pub(super) fn is_unused(&self) -> bool {
+        self.all.is_empty() && self.local.is_empty() && self.remote.is_empty()
+    }
+}
+
+/// A peer scope's members of one group (pg.erl's `#state.remote`, `Peer => #{Group => Pids}`),
+/// and the last sync of that peer that listed the group.
+#[derive(Debug)]
+pub(super) struct Known {
+    pub(super) peer: Pid,
+    pub(super) pids: PidList,
+    pub(super) seen: u64,
 }
 
 /// The table of one scope.
 #[derive(Debug, Default)]
 pub struct Groups {
-    map: HashMap<TermKey, Entry>,
-    subscribers: Vec<mpsc::UnboundedSender<Membership>>,
+    pub(super) map: HashMap<TermKey, Entry>,
+    pub(super) subscribers: Vec<mpsc::UnboundedSender<Membership>>,
+    /// How many groups each peer scope has a [`Known`] in.
+    pub(super) peer_groups: HashMap<Pid, usize>,
 }
 
 /// `A -- B` as Erlang computes it: each element of `b` removes its first occurrence in `a`.
@@ -60,6 +81,19 @@ pub(super) fn subtract(a: &[Pid], b: &[Pid]) -> PidList {
         }
     }
     out
+}
+
+/// Sends `event` to every subscriber: copies for all but the last, which gets it (one
+/// subscriber, the route sync, is the usual case: no copy per change).
+pub(super) fn notify(subscribers: &mut Vec<mpsc::UnboundedSender<Membership>>, event: Membership) {
+    let n = subscribers.len();
+    let mut event = Some(event);
+    let mut i = 0;
+    subscribers.retain(|s| {
+        i += 1;
+        let e = if i == n { event.take() } else { event.clone() };
+        e.is_some_and(|e| s.send(e).is_ok())
+    });
 }
 
 impl Groups {
@@ -111,11 +145,6 @@ impl Groups {
             .collect()
     }
 
-    /// Room for `additional` more groups (a peer's sync brings them by the million).
-    pub fn reserve(&mut self, additional: usize) {
-        self.map.reserve(additional);
-    }
-
     /// `all_local_pids/1` as a `sync` carries it: `[{Group, [Pid]}]` of this node's members,
     /// each pid once per join. Read from the table, where each group's local pids already
     /// are, rather than regrouping every local pid's joins through a map as pg.erl does.
@@ -139,17 +168,9 @@ impl Groups {
         (self.snapshot(), rx)
     }
 
-    /// Sends `event` to every subscriber: copies for all but the last, which gets it (one
-    /// subscriber, the route sync, is the usual case: no copy per change).
-    fn notify(&mut self, event: Membership) {
-        let n = self.subscribers.len();
-        let mut event = Some(event);
-        let mut i = 0;
-        self.subscribers.retain(|s| {
-            i += 1;
-            let e = if i == n { event.take() } else { event.clone() };
-            e.is_some_and(|e| s.send(e).is_ok())
-        });
+    /// [`notify`] this table's subscribers.
+    pub(super) fn notify(&mut self, event: Membership) {
+        notify(&mut self.subscribers, event);
     }
 
     /// `join_local_update_ets/5`.
@@ -163,16 +184,6 @@ impl Groups {
         });
     }
 
-    /// `join_remote_update_ets/5`.
-    pub fn join_remote(&mut self, group: &TermKey, pids: &[Pid]) {
-        let e = self.map.entry(group.clone()).or_default();
-        e.all.insert_many(0, pids.iter().copied());
-        self.notify(Membership::Join {
-            group: group.term().clone(),
-            pids: pids.to_vec(),
-        });
-    }
-
     /// `leave_local_update_ets/5`.
     pub fn leave_local(&mut self, group: &TermKey, pids: &[Pid]) {
         let Some(e) = self.map.get_mut(group) else {
@@ -180,47 +191,12 @@ impl Groups {
         };
         e.all = subtract(&e.all, pids);
         e.local = subtract(&e.local, pids);
-        if e.all.is_empty() {
+        if e.is_unused() {
             self.map.remove(group);
         }
         self.notify(Membership::Leave {
             group: group.term().clone(),
             pids: pids.to_vec(),
-        });
-    }
-
-    /// `leave_remote_update_ets/5` for one group.
-    pub fn leave_remote(&mut self, group: &TermKey, pids: &[Pid]) {
-        let Some(e) = self.map.get_mut(group) else {
-            return;
-        };
-        e.all = subtract(&e.all, pids);
-        if e.all.is_empty() && e.local.is_empty() {
-            self.map.remove(group);
-        }
-        self.notify(Membership::Leave {
-            group: group.term().clone(),
-            pids: pids.to_vec(),
-        });
-    }
-
-    /// A peer's `sync` changed its members of `group` from `old` to `new`
-    /// (`sync_groups/5`: `AllNewPids = Pids ++ AllOldPids -- OldPids`).
-    pub fn replace_remote(&mut self, group: &TermKey, old: &[Pid], new: &[Pid]) {
-        let e = self.map.entry(group.clone()).or_default();
-        let mut all = PidList::from_slice(new);
-        all.extend(subtract(&e.all, old));
-        e.all = all;
-        if e.all.is_empty() && e.local.is_empty() {
-            self.map.remove(group);
-        }
-        self.notify(Membership::Leave {
-            group: group.term().clone(),
-            pids: old.to_vec(),
-        });
-        self.notify(Membership::Join {
-            group: group.term().clone(),
-            pids: new.to_vec(),
         });
     }
 }

@@ -20,6 +20,7 @@ mod functions;
 mod groups;
 mod key;
 pub(crate) mod process;
+mod remote;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -9,13 +9,13 @@
 //!
 //! A BEAM scope crashes (`erlang:error(badarg)`) on any other cast or info message, so this side
 //! sends nothing else; it logs and ignores what it does not understand instead of crashing.
-use std::collections::hash_map::Entry;
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::digest::DigestSeeds;
-use super::groups::{subtract, Groups, PidList};
+use super::groups::Groups;
 use super::key::TermKey;
+use super::remote::Listed;
 use crate::dist::etf::{Atom, Pid, Reference, Term};
 use crate::node::Dest;
 
@@ -33,8 +33,8 @@ pub trait Effects {
     fn send(&mut self, to: Dest, msg: Term);
 }
 
-/// One scope's state: local members with their monitor, peer scopes with theirs and their
-/// members by group (`#state{local, remote}` in pg.erl), and the shared table.
+/// One scope's state: local members with their monitor, peer scopes with theirs (their
+/// members by group, pg.erl's `#state.remote`, are in the shared table: [`super::remote`]).
 ///
 /// pg.erl keeps each local pid's groups as a list (`[Group | Groups]` on join,
 /// `lists:delete/2` on leave, which drops the newest join of that group); here each group maps
@@ -44,9 +44,8 @@ pub trait Effects {
 ///
 /// A peer's `sync` is applied in place over what we knew of it: each group it lists is stamped
 /// with the sync's number, and what is left unstamped afterwards is what it no longer has. A
-/// sync identical to what we hold (pg.erl answers each `discover` with a full sync, so a node
-/// joining a cluster gets every peer's groups twice) then costs a lookup per group, where
-/// building the new map anew copied and rehashed a million entries.
+/// sync identical to the last one (pg.erl answers each `discover` with a full sync, so a node
+/// joining a cluster gets every peer's groups twice) is recognised by its digest.
 #[derive(Debug)]
 pub struct ScopeState {
     scope: Atom,
@@ -59,20 +58,18 @@ pub struct ScopeState {
     groups: Arc<Mutex<Groups>>,
 }
 
-/// A peer scope: its monitor, its members by group, and the digest of its last sync while
-/// nothing has changed its groups since (see [`super::digest`]).
+/// A peer scope: its monitor, and the digest of its last sync while nothing has changed its
+/// groups since (see [`super::digest`]).
 #[derive(Debug)]
 struct Peer {
     monitor: Reference,
-    groups: HashMap<TermKey, Known>,
     synced: Option<u128>,
 }
 
 impl Peer {
-    fn new(monitor: Reference, groups: HashMap<TermKey, Known>) -> Peer {
+    fn new(monitor: Reference) -> Peer {
         Peer {
             monitor,
-            groups,
             synced: None,
         }
     }
@@ -80,13 +77,6 @@ impl Peer {
 
 /// The sequence numbers of a local pid's joins of one group (nearly always one: inline).
 type Joins = smallvec::SmallVec<[u64; 1]>;
-
-/// A peer's members of one group, and the last sync that listed the group.
-#[derive(Debug)]
-struct Known {
-    pids: PidList,
-    seen: u64,
-}
 
 /// A message the scope does not understand (logged and ignored).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -101,19 +91,6 @@ fn pids_of(t: &Term) -> Option<Vec<Pid>> {
     }
 }
 
-/// The pids of a checked `PidOrPids` (see [`is_pids`]).
-fn pid_list(t: &Term) -> PidList {
-    match t {
-        Term::Pid(p) => PidList::from_slice(&[*p]),
-        _ => t
-            .as_list()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Term::as_pid)
-            .collect(),
-    }
-}
-
 /// Whether `t` is a pid or a proper list of pids (pg's `PidOrPids`).
 fn is_pids(t: &Term) -> bool {
     match t {
@@ -121,19 +98,6 @@ fn is_pids(t: &Term) -> bool {
         _ => t
             .as_list()
             .is_some_and(|l| l.iter().all(|p| matches!(p, Term::Pid(_)))),
-    }
-}
-
-/// Whether `t` holds exactly the pids `known`, in order, without building a list.
-fn same_pids(t: &Term, known: &[Pid]) -> bool {
-    match t {
-        Term::Pid(p) => known == [*p],
-        _ => t.as_list().is_some_and(|l| {
-            l.len() == known.len()
-                && l.iter()
-                    .zip(known)
-                    .all(|(a, b)| matches!(a, Term::Pid(p) if p == b))
-        }),
     }
 }
 
@@ -341,7 +305,7 @@ impl ScopeState {
                 Dest::Pid(peer),
                 Term::tuple(vec![Term::atom("discover"), Term::Pid(self.me)]),
             );
-            self.remote.insert(peer, Peer::new(r, HashMap::default()));
+            self.remote.insert(peer, Peer::new(r));
         }
     }
 
@@ -349,118 +313,56 @@ impl ScopeState {
     /// [`sync_list`]) replaces what we knew of it. As in pg.erl, a group listed twice joins
     /// twice and keeps its last pids.
     fn sync(&mut self, peer: Pid, groups: Vec<Term>, fx: &mut dyn Effects) {
-        if let Some(Peer {
-            synced: Some(last), ..
-        }) = self.remote.get(&peer)
-        {
-            if self.seeds.of_list(&groups) == Some(*last) {
-                return;
-            }
-        }
-        let Peer {
-            monitor: r,
-            groups: mut known,
-            ..
-        } = match self.remote.remove(&peer) {
-            Some(v) => v,
-            None => Peer::new(
-                fx.monitor(peer),
-                HashMap::with_capacity_and_hasher(groups.len(), Default::default()),
-            ),
+        let monitor = match self.remote.get(&peer) {
+            Some(Peer {
+                synced: Some(last), ..
+            }) if self.seeds.of_list(&groups) == Some(*last) => return,
+            Some(p) => p.monitor,
+            None => fx.monitor(peer),
         };
         self.syncs += 1;
         let stamp = self.syncs;
         let mut digest = Some(self.seeds.start());
+        let mut listed = 0;
         {
             let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-            table.reserve(groups.len());
+            table.reserve_sync(peer, groups.len());
             for e in groups {
                 let Term::Tuple(e) = e else { continue };
                 let mut e = e.into_iter();
                 let (Some(g), Some(pids)) = (e.next(), e.next()) else {
                     continue;
                 };
-                match known.entry(TermKey::new(g)) {
-                    Entry::Occupied(mut o) => {
-                        let first = o.get().seen != stamp;
-                        match digest.as_mut() {
-                            Some(d) if first => d.key(o.key(), &pids),
-                            _ => digest = None,
-                        }
-                        if first && same_pids(&pids, &o.get().pids) {
-                            o.get_mut().seen = stamp;
-                            continue;
-                        }
-                        let new = pid_list(&pids);
-                        if first {
-                            table.replace_remote(o.key(), &o.get().pids, &new);
-                        } else {
-                            table.join_remote(o.key(), &new);
-                        }
-                        *o.get_mut() = Known {
-                            pids: new,
-                            seen: stamp,
-                        };
-                    }
-                    Entry::Vacant(v) => {
-                        if let Some(d) = digest.as_mut() {
-                            d.key(v.key(), &pids);
-                        }
-                        let pids = pid_list(&pids);
-                        table.join_remote(v.key(), &pids);
-                        v.insert(Known { pids, seen: stamp });
-                    }
+                let key = TermKey::new(g);
+                if let Some(d) = digest.as_mut() {
+                    d.key(&key, &pids);
+                }
+                match table.sync_group(peer, key, &pids, stamp) {
+                    Listed::First => listed += 1,
+                    Listed::Again => digest = None,
                 }
             }
-            known.retain(|g, k| {
-                if k.seen != stamp {
-                    table.leave_remote(g, &k.pids);
-                }
-                k.seen == stamp
-            });
+            table.sync_end(peer, stamp, listed);
         }
-        let mut p = Peer::new(r, known);
+        let mut p = Peer::new(monitor);
         p.synced = digest.map(|d| d.finish());
         self.remote.insert(peer, p);
     }
 
     fn join_remote(&mut self, peer: Pid, group: TermKey, pids: Vec<Pid>) {
-        let Some(Peer { groups, synced, .. }) = self.remote.get_mut(&peer) else {
+        let Some(p) = self.remote.get_mut(&peer) else {
             return;
         };
-        *synced = None;
-        let known = groups.entry(group.clone()).or_insert(Known {
-            pids: PidList::new(),
-            seen: 0,
-        });
-        known.pids.insert_many(0, pids.iter().copied());
-        self.table().join_remote(&group, &pids);
+        p.synced = None;
+        self.table().join_remote(peer, &group, &pids);
     }
 
     fn leave_remote(&mut self, peer: Pid, pids: &[Pid], groups: &[TermKey]) {
-        let Some(Peer {
-            groups: known,
-            synced,
-            ..
-        }) = self.remote.get_mut(&peer)
-        else {
+        let Some(p) = self.remote.get_mut(&peer) else {
             return;
         };
-        *synced = None;
-        for g in groups {
-            if let Some(k) = known.get_mut(g) {
-                let rest = subtract(&k.pids, pids);
-                if rest.is_empty() {
-                    known.remove(g);
-                } else {
-                    k.pids = rest;
-                }
-            }
-        }
-        let mut table = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        for g in groups {
-            table.leave_remote(g, pids);
-        }
+        p.synced = None;
+        self.table().leave_remote(peer, pids, groups);
     }
 
     fn down(&mut self, r: Reference, pid: Pid, fx: &mut dyn Effects) {
@@ -497,13 +399,8 @@ impl ScopeState {
                 Some(p) if p.monitor == r => {}
                 _ => return,
             }
-            let Some(Peer { groups, .. }) = self.remote.remove(&pid) else {
-                return;
-            };
-            let mut table = self.table();
-            for (g, k) in groups {
-                table.leave_remote(&g, &k.pids);
-            }
+            self.remote.remove(&pid);
+            self.table().peer_down(pid);
         }
     }
 
