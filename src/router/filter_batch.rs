@@ -14,7 +14,8 @@
 //! order the single walk finds them. The broker routes the PUBLISHes decoded from one read
 //! this way (`Broker::route_publish`).
 
-use super::filter_trie::{emit, FilterTrie, Terminal};
+use super::filter_trie::{emit, FilterTrie};
+use super::filter_walk::prefetch_term;
 use super::open_table::prefetch;
 use super::topic::{is_dollar_topic, levels};
 use super::trie_slots::{edge_key, tag, Node, ABSENT, HAS_PLUS, NONE, PLUS, PLUS_HASH};
@@ -48,14 +49,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-/// Prefetches terminal `t` (if any).
-#[inline]
-fn prefetch_term<P>(terms: &[Option<Terminal<P>>], t: u32) {
-    if let Some(x) = terms.get(t as usize) {
-        prefetch(x);
-    }
 }
 
 impl<P> FilterTrie<P> {

@@ -43,7 +43,7 @@ thread_local! {
 
 /// Prefetches terminal `t` (if any).
 #[inline]
-fn prefetch_term<P>(terms: &[Option<Terminal<P>>], t: u32) {
+pub(super) fn prefetch_term<P>(terms: &[Option<Terminal<P>>], t: u32) {
     if let Some(x) = terms.get(t as usize) {
         prefetch(x);
     }
