@@ -77,12 +77,17 @@ impl BrokerInbound {
     /// with [`PARKED_CHANNELS`] channels' worth parked is a slow consumer: `b` is dropped and,
     /// unless it is QoS 0 only, the client is disconnected and its parked deliveries dropped
     /// (a QoS 1/2 delivery is never lost silently, and no other subscriber waits for this one).
-    fn park(&mut self, b: ConnBatch, broker: &Broker) {
+    fn park(&mut self, mut b: ConnBatch, broker: &Broker) {
         let limit = broker
             .inner
             .channel_capacity
             .saturating_mul(PARKED_CHANNELS);
         let Some(p) = self.parked.get_mut(&b.client) else {
+            // QoS 0 to a subscriber that is not reading drops at once: no waiter for it.
+            b.shed_if_congested(broker);
+            if b.items.is_empty() {
+                return;
+            }
             self.parked.insert(b.client.clone(), Parked::default());
             self.waiters.push(wait(b, broker.clone()));
             return;

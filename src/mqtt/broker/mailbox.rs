@@ -21,8 +21,12 @@ use tokio::sync::Notify;
 struct Queue<T> {
     items: VecDeque<T>,
     closed: bool,
-    /// A sender gave up waiting for room; cleared when the receiver next takes items.
+    /// A sender waited a whole grace for room and the receiver took nothing meanwhile (it is
+    /// not reading); cleared when the receiver next takes items.
     congested: bool,
+    /// How many times the receiver has taken items: a sender that timed out tells a receiver
+    /// that is not reading (unchanged) from one whose room other senders won (changed).
+    takes: u64,
 }
 
 struct Shared<T> {
@@ -73,6 +77,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             closed: false,
             congested: false,
+            takes: 0,
         }),
         capacity: capacity.max(1),
         ready: Notify::new(),
@@ -91,6 +96,24 @@ impl<T> Sender<T> {
     /// Records that a sender gave up waiting.
     pub fn mark_congested(&self) {
         self.0.lock().congested = true;
+    }
+
+    /// How many times the receiver has taken items so far (compare with
+    /// [`Sender::mark_congested_unless_taken`]).
+    pub fn takes(&self) -> u64 {
+        self.0.lock().takes
+    }
+
+    /// Marks the queue congested if the receiver has taken nothing since [`Sender::takes`]
+    /// returned `takes`; true if it did. A sender that timed out while the receiver kept
+    /// taking lost the room to other senders: the receiver is reading, only slower than they
+    /// send, and marking it would make every sender drop at once instead of waiting.
+    pub fn mark_congested_unless_taken(&self, takes: u64) -> bool {
+        let mut q = self.0.lock();
+        if q.takes == takes {
+            q.congested = true;
+        }
+        q.congested
     }
 
     /// Queues `item` if there is room.
@@ -190,6 +213,7 @@ impl<T> Receiver<T> {
                 let mut q = self.0.lock();
                 if !q.items.is_empty() {
                     q.congested = false;
+                    q.takes = q.takes.wrapping_add(1);
                     std::mem::swap(&mut q.items, batch);
                     drop(q);
                     self.0.room.notify_waiters();

@@ -109,6 +109,18 @@ impl ConnBatch {
         true
     }
 
+    /// Drops the QoS 0 deliveries at once if the channel is marked congested (its subscriber
+    /// is not reading); true if any were.
+    fn shed_if_congested(&mut self, broker: &Broker) -> bool {
+        if self.items.is_empty() || !self.tx.is_congested() {
+            return false;
+        }
+        let before = self.items.len();
+        self.items.retain(|i| !is_best_effort(i));
+        broker.count_dropped(before - self.items.len());
+        before > self.items.len()
+    }
+
     /// Drops what is left without waiting: QoS 0 is lost, a QoS 1/2 delivery may not be lost
     /// silently, so its subscriber is disconnected.
     fn give_up(mut self, broker: &Broker) {
@@ -122,10 +134,26 @@ impl ConnBatch {
     }
 
     /// Waits for room for what is left, in order: QoS 1/2 up to [`SLOW_CONSUMER_GRACE`] per
-    /// delivery (then the subscriber is disconnected), QoS 0 up to [`QOS0_GRACE`] (then dropped
-    /// and the channel marked congested, so that further QoS 0 deliveries to a subscriber that
-    /// is not reading drop at once until it takes items again).
+    /// delivery (then the subscriber is disconnected), QoS 0 up to [`QOS0_GRACE`] per delivery
+    /// (then dropped).
+    ///
+    /// This is the admission gate of a subscriber that is slower than its publishers: the
+    /// publisher waiting here reads nothing more from its socket, so the publishers feeding a
+    /// busy subscriber take turns at the room it makes, and the broker does not spend its CPU
+    /// reading, matching and dropping messages the subscriber cannot take (which starved the
+    /// subscriber's own task of the CPU to drain its queue: docs/decisions.md, "QoS 0 under a
+    /// busy subscriber"). A QoS 0 delivery that timed out while the subscriber kept taking
+    /// (other publishers won the room) is dropped and the publisher keeps waiting for the rest
+    /// of its batch. Only a subscriber that took nothing for a whole grace (it is not reading)
+    /// is marked congested: further QoS 0 deliveries to it drop at once, without waiting, until
+    /// it takes items again, so a stuck subscriber holds each publisher up at most one grace.
+    /// A publisher whose deliveries were dropped that way yields before reading on: it goes on
+    /// at full speed, but one batch per turn of the runtime instead of a whole coop budget (128
+    /// reads), so the subscriber's task, once it can take again, is polled within a turn.
     async fn wait_for_room(mut self, broker: &Broker) {
+        if self.shed_if_congested(broker) {
+            tokio::task::yield_now().await;
+        }
         while let Some(item) = self.items.pop_front() {
             let best_effort = is_best_effort(&item);
             if best_effort && self.tx.is_congested() {
@@ -137,6 +165,7 @@ impl ConnBatch {
             } else {
                 SLOW_CONSUMER_GRACE
             };
+            let takes = self.tx.takes();
             match self.tx.send_timeout(item, grace).await {
                 Ok(()) => {
                     // The receiver took its queue: the rest likely fits at once.
@@ -145,7 +174,7 @@ impl ConnBatch {
                     }
                 }
                 Err(mpsc::error::SendTimeoutError::Timeout(_)) if best_effort => {
-                    self.tx.mark_congested();
+                    self.tx.mark_congested_unless_taken(takes);
                     broker.count_dropped(1);
                 }
                 Err(mpsc::error::SendTimeoutError::Timeout(item)) => {
@@ -363,7 +392,8 @@ impl Broker {
     }
 
     /// Matches `msgs` and queues what fits at once; returns the connections some of whose
-    /// deliveries did not fit (QoS 0 ones to a congested channel are dropped here).
+    /// deliveries did not fit (QoS 0 ones to a congested channel are dropped by
+    /// [`ConnBatch::wait_for_room`] or [`ConnBatch::give_up`]).
     ///
     /// Lock order: the subscription table's read guard, then the session store (no path takes
     /// them the other way round: the store's users drop it before changing routes).
@@ -433,21 +463,7 @@ impl Broker {
                 },
             );
         }
-        conns.retain_mut(|c| {
-            if parked(&c.client) {
-                return true;
-            }
-            if !c.send_now(self) {
-                return false;
-            }
-            // QoS 0 to a channel marked congested drops at once (it is not being read).
-            if !c.items.is_empty() && c.tx.is_congested() {
-                let before = c.items.len();
-                c.items.retain(|i| !is_best_effort(i));
-                self.count_dropped(before - c.items.len());
-            }
-            !c.items.is_empty()
-        });
+        conns.retain_mut(|c| parked(&c.client) || (c.send_now(self) && !c.items.is_empty()));
         conns
     }
 
