@@ -274,6 +274,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn congested_only_when_the_receiver_took_nothing() {
+        let (tx, mut rx) = channel::<u32>(1);
+        assert!(tx.try_send(1).is_ok());
+        let before = tx.takes();
+        let mut batch = VecDeque::new();
+        rx.recv_batch(&mut batch).await;
+        assert!(tx.try_send(2).is_ok(), "another sender won the room");
+        assert!(
+            !tx.mark_congested_unless_taken(before),
+            "the receiver took items since: not congested"
+        );
+        assert!(tx.mark_congested_unless_taken(tx.takes()));
+        assert!(tx.is_congested());
+        rx.recv_batch(&mut batch).await;
+        assert!(!tx.is_congested());
+    }
+
+    #[tokio::test]
     async fn senders_wait_for_room_or_time_out() {
         let (tx, mut rx) = channel::<u32>(1);
         assert!(tx.try_send(1).is_ok());
