@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::atom::Atom;
 pub use super::error::{DecodeError, DecodeLimits};
 use super::tags::*;
-use super::term::{BigInt, Fun, Pid, Port, Reference, Term, MAX_REF_WORDS};
+use super::term::{BigInt, Fun, Pid, Port, Reference, Tail, Term, MAX_REF_WORDS};
 
 /// Decodes a whole `131`-prefixed external term (what `term_to_binary/1,2` makes), default limits.
 pub fn decode(buf: &Bytes) -> Result<Term, DecodeError> {
@@ -220,7 +220,7 @@ impl<'a> TermReader<'a> {
                     Term::Nil
                 } else {
                     let elems = bytes.iter().map(|&b| Term::Int(i64::from(b))).collect();
-                    Term::List(elems, Box::new(Term::Nil))
+                    Term::List(elems, Tail::NIL)
                 }
             }
             BINARY_EXT => {
@@ -526,14 +526,14 @@ fn feed(top: &mut Open, value: Term) -> Option<Term> {
             let tail = match value {
                 Term::List(more, tail) => {
                     items.extend(more);
-                    *tail
+                    tail.into_term()
                 }
                 other => other,
             };
             Some(if items.is_empty() {
                 tail
             } else {
-                Term::List(items, Box::new(tail))
+                Term::List(items, Tail::new(tail))
             })
         }
         Open::Map(pairs, key, n) => {

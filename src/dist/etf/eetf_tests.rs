@@ -91,7 +91,7 @@ fn from_eetf(t: &E) -> Term {
             match from_eetf(&l.last) {
                 Term::List(more, tail) => {
                     elems.extend(more);
-                    Term::improper_list(elems, *tail)
+                    Term::improper_list(elems, tail.into_term())
                 }
                 tail => Term::improper_list(elems, tail),
             }
@@ -120,7 +120,7 @@ fn normalize(t: Term) -> Term {
         Term::Tuple(v) => Term::Tuple(v.into_iter().map(normalize).collect()),
         Term::List(v, tail) => Term::List(
             v.into_iter().map(normalize).collect(),
-            Box::new(normalize(*tail)),
+            Tail::new(normalize(tail.into_term())),
         ),
         other => other,
     }

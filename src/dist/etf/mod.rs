@@ -23,4 +23,4 @@ mod golden_tests;
 pub use atom::{Atom, AtomError, MAX_ATOMS};
 pub use decode::{decode, decode_with, DecodeError, DecodeLimits, TermReader};
 pub use encode::{encode, encode_body, term_to_binary, AtomRefs, InlineAtoms};
-pub use term::{BigInt, Fun, Pid, Port, Reference, Term, MAX_REF_WORDS};
+pub use term::{BigInt, Fun, Pid, Port, Reference, Tail, Term, MAX_REF_WORDS};

@@ -112,6 +112,47 @@ pub struct Fun {
     pub free_vars: Vec<Term>,
 }
 
+/// The tail of a [`Term::List`]: `[]` for a proper list, held without an allocation (nearly
+/// every list is proper, and a boxed `[]` per list was an allocation and a free for each of a
+/// million groups in a pg sync), any other term boxed. Dereferences to the tail term.
+#[derive(Clone, PartialEq)]
+pub struct Tail(Option<Box<Term>>);
+
+/// The tail every proper list dereferences to.
+static NIL: Term = Term::Nil;
+
+impl Tail {
+    /// The tail of a proper list.
+    pub const NIL: Tail = Tail(None);
+
+    /// `tail` as a list's tail.
+    pub fn new(tail: Term) -> Tail {
+        match tail {
+            Term::Nil => Tail::NIL,
+            t => Tail(Some(Box::new(t))),
+        }
+    }
+
+    /// The tail term, by value.
+    pub fn into_term(self) -> Term {
+        self.0.map_or(Term::Nil, |t| *t)
+    }
+}
+
+impl std::ops::Deref for Tail {
+    type Target = Term;
+
+    fn deref(&self) -> &Term {
+        self.0.as_deref().unwrap_or(&NIL)
+    }
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// An Erlang term as it travels between nodes.
 ///
 /// Lists: `Nil` is `[]`; `List(elems, tail)` is non-empty with `tail` `Nil` for a proper list and
@@ -147,7 +188,7 @@ pub enum Term {
     /// The empty list.
     Nil,
     /// A non-empty list and its tail.
-    List(Vec<Term>, Box<Term>),
+    List(Vec<Term>, Tail),
     /// A map, pairs in wire order (keys may be any term).
     Map(Vec<(Term, Term)>),
     /// `fun M:F/A` (EXPORT_EXT).
@@ -211,7 +252,7 @@ impl Term {
         if elems.is_empty() {
             Term::Nil
         } else {
-            Term::List(elems, Box::new(Term::Nil))
+            Term::List(elems, Tail::NIL)
         }
     }
 
@@ -221,7 +262,7 @@ impl Term {
         if elems.is_empty() {
             tail
         } else {
-            Term::List(elems, Box::new(tail))
+            Term::List(elems, Tail::new(tail))
         }
     }
 
