@@ -12,72 +12,26 @@
 //! No child outlives this process: SIGINT, SIGTERM and SIGHUP stop every child (SIGTERM, a
 //! grace period, then SIGKILL), and each child asks the kernel for SIGKILL when its parent dies
 //! (`prctl(PR_SET_PDEATHSIG)`), which covers a `kill -9` of this process too.
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+//!
+//! The plan (names, ports, directories; no I/O) is in `local/plan.rs`, the children's spawning
+//! and stopping in `local/children.rs`; this file runs the cluster.
+mod children;
+mod plan;
+
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use children::{spawn_child, Children};
+pub use plan::{plan, LocalArgs, PlannedNode};
 
 use crate::cluster::ctl::{self, ClusterCmd};
 use crate::dist::cookie::{Cookie, COOKIE_ENV};
 use crate::dist::listener::PortMode;
-use crate::dist::nodename::{NameKind, NodeName};
-use crate::mqtt::transport::DEFAULT_TCP_PORT;
-use crate::node::config::DEFAULT_DIST_LISTEN_PORT;
 
 /// How long a node may take from spawn to answering `cluster status`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the cluster may take to become fully meshed after the joins.
 const MESH_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long children get between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Upper bound on N: every node is a process with its own listeners.
-const MAX_NODES: u16 = 50;
-
-/// `beamq cluster-local` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LocalArgs {
-    /// Number of nodes.
-    pub nodes: u16,
-    /// Name part of the node names before the number (`beamq` gives beamq1@HOST, beamq2@HOST).
-    #[arg(long, default_value = "beamq")]
-    pub prefix: String,
-    /// Number of the first node (its ekka dist port is 4370 + this).
-    #[arg(long, default_value_t = 1)]
-    pub first: u16,
-    /// Host part of the node names.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port offset of the first node (MQTT 1883 + this).
-    #[arg(long, default_value_t = 0)]
-    pub port_offset: u16,
-    /// Port offset added per further node.
-    #[arg(long, default_value_t = 1000)]
-    pub port_step: u16,
-    /// Parent of the nodes' data directories (DIR/beamq1, DIR/beamq2, ...).
-    #[arg(long, default_value = "data")]
-    pub data_dir: PathBuf,
-    /// epmd port mode (as WITH_EPMD=1): register with the epmd at ERL_EPMD_PORT.
-    #[arg(long)]
-    pub epmd: bool,
-    /// Magic cookie of all nodes; env EMQX_NODE_COOKIE; default ~/.erlang.cookie.
-    #[arg(long)]
-    pub cookie: Option<String>,
-}
-
-/// One node of the planned cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedNode {
-    /// Full node name, `beamq1@127.0.0.1`.
-    pub name: String,
-    /// Its `--port-offset`.
-    pub port_offset: u16,
-    /// Its MQTT TCP port.
-    pub mqtt_port: u16,
-    /// Its distribution port.
-    pub dist_port: u16,
-    /// Its data directory.
-    pub data_dir: PathBuf,
-}
 
 /// Why the cluster could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -120,154 +74,6 @@ pub enum LocalError {
     /// SIGINT, SIGTERM or SIGHUP during start-up.
     #[error("interrupted")]
     Interrupted,
-}
-
-/// Node names, ports and directories for `args` (no I/O).
-pub fn plan(args: &LocalArgs) -> Result<Vec<PlannedNode>, LocalError> {
-    if args.nodes == 0 || args.nodes > MAX_NODES {
-        return Err(LocalError::Plan(format!(
-            "the number of nodes must be 1..={MAX_NODES}"
-        )));
-    }
-    let mut nodes = Vec::with_capacity(usize::from(args.nodes));
-    for i in 0..args.nodes {
-        let too_large = || LocalError::Plan(format!("ports of node {} exceed 65535", i + 1));
-        let number = args
-            .first
-            .checked_add(i)
-            .ok_or_else(|| LocalError::Plan("--first too large".into()))?;
-        let part = format!("{}{number}", args.prefix);
-        let name = NodeName::from_parts(&part, &args.host, NameKind::Long)
-            .map_err(|e| LocalError::Plan(e.to_string()))?;
-        let offset = args
-            .port_step
-            .checked_mul(i)
-            .and_then(|o| o.checked_add(args.port_offset))
-            .ok_or_else(too_large)?;
-        let mqtt_port = DEFAULT_TCP_PORT.checked_add(offset).ok_or_else(too_large)?;
-        let dist_port = if args.epmd {
-            DEFAULT_DIST_LISTEN_PORT
-                .checked_add(offset)
-                .ok_or_else(too_large)?
-        } else {
-            name.ekka_dist_port()
-                .ok_or_else(|| LocalError::Plan(format!("{part}: no ekka dist port")))?
-        };
-        nodes.push(PlannedNode {
-            name: name.to_string(),
-            port_offset: offset,
-            mqtt_port,
-            dist_port,
-            data_dir: args.data_dir.join(&part),
-        });
-    }
-    Ok(nodes)
-}
-
-/// A child process, stopped (SIGTERM, grace, SIGKILL) and reaped by [`Children::stop_all`] or
-/// on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    exited: Option<ExitStatus>,
-}
-
-/// Every child this process started: nodes first, then (if started here) the epmd.
-#[derive(Default)]
-struct Children {
-    nodes: Vec<Proc>,
-    epmd: Option<Proc>,
-}
-
-impl Children {
-    /// Stops the nodes, then the epmd.
-    fn stop_all(&mut self, verbose: bool) {
-        stop_group(&mut self.nodes, verbose);
-        if let Some(e) = self.epmd.take() {
-            stop_group(&mut [e], verbose);
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        self.stop_all(false);
-    }
-}
-
-/// SIGTERM to every live process of `group`, wait up to [`STOP_GRACE`] for all, SIGKILL the
-/// rest; every child is reaped.
-fn stop_group(group: &mut [Proc], verbose: bool) {
-    for p in group.iter_mut() {
-        if p.exited.is_some() {
-            continue;
-        }
-        if let Ok(Some(s)) = p.child.try_wait() {
-            p.exited = Some(s);
-            continue;
-        }
-        if verbose {
-            eprintln!("stopping {} (pid {})", p.name, p.child.id());
-        }
-        if let Ok(pid) = i32::try_from(p.child.id()) {
-            // SAFETY: kill(2) on a pid this process spawned and has not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        let mut running = false;
-        for p in group.iter_mut().filter(|p| p.exited.is_none()) {
-            match p.child.try_wait() {
-                Ok(Some(s)) => p.exited = Some(s),
-                Ok(None) => running = true,
-                Err(_) => p.exited = Some(ExitStatus::default()),
-            }
-        }
-        if !running {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for p in group.iter_mut().filter(|p| p.exited.is_none()) {
-        if verbose {
-            eprintln!("{} did not stop in time: SIGKILL", p.name);
-        }
-        let _ = p.child.kill();
-        p.exited = p.child.wait().ok();
-    }
-}
-
-/// Spawns `cmd` as a child that dies with this process: own process group (a terminal's
-/// Ctrl-C reaches only this process, which stops the children in order) and
-/// `PR_SET_PDEATHSIG = SIGKILL`.
-fn spawn_child(mut cmd: Command, name: &str) -> Result<Proc, LocalError> {
-    // SAFETY: getpid(2) has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    cmd.process_group(0).stdin(Stdio::null());
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (prctl, getppid) without allocating.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl: then nobody would stop this child.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        })
-    };
-    let child = cmd.spawn().map_err(|source| LocalError::Io {
-        what: format!("spawn {name}"),
-        source,
-    })?;
-    Ok(Proc {
-        name: name.to_string(),
-        child,
-        exited: None,
-    })
 }
 
 /// Entry point of `beamq cluster-local`; returns the exit code.
@@ -555,69 +361,4 @@ async fn wait_meshed(
         name: seed.name.clone(),
         reason,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(n: u16) -> LocalArgs {
-        LocalArgs {
-            nodes: n,
-            prefix: "beamq".into(),
-            first: 1,
-            host: "127.0.0.1".into(),
-            port_offset: 0,
-            port_step: 1000,
-            data_dir: "data".into(),
-            epmd: false,
-            cookie: None,
-        }
-    }
-
-    #[test]
-    fn ekka_plan_is_emqx_pseudo_distributed() {
-        let p = plan(&args(3)).unwrap();
-        let names: Vec<_> = p.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["beamq1@127.0.0.1", "beamq2@127.0.0.1", "beamq3@127.0.0.1"]
-        );
-        let mqtt: Vec<_> = p.iter().map(|n| n.mqtt_port).collect();
-        assert_eq!(mqtt, [1883, 2883, 3883]);
-        let dist: Vec<_> = p.iter().map(|n| n.dist_port).collect();
-        assert_eq!(dist, [4371, 4372, 4373]);
-        assert_eq!(p[2].data_dir, PathBuf::from("data/beamq3"));
-        assert_eq!(p[1].port_offset, 1000);
-    }
-
-    #[test]
-    fn epmd_plan_shifts_the_dist_port_by_the_offset() {
-        let mut a = args(2);
-        a.epmd = true;
-        a.port_offset = 7;
-        a.first = 5;
-        let p = plan(&a).unwrap();
-        assert_eq!(p[0].name, "beamq5@127.0.0.1");
-        assert_eq!(
-            p.iter().map(|n| n.dist_port).collect::<Vec<_>>(),
-            [6376, 7376]
-        );
-        assert_eq!(
-            p.iter().map(|n| n.mqtt_port).collect::<Vec<_>>(),
-            [1890, 2890]
-        );
-    }
-
-    #[test]
-    fn impossible_plans_are_errors() {
-        assert!(plan(&args(0)).is_err());
-        assert!(plan(&args(MAX_NODES + 1)).is_err());
-        let mut a = args(3);
-        a.port_offset = 63000;
-        assert!(plan(&a).is_err());
-        let mut a = args(1);
-        a.host = "bad host".into();
-        assert!(plan(&a).is_err());
-    }
 }

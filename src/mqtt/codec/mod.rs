@@ -27,7 +27,11 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_arb;
+#[cfg(test)]
 mod tests_properties;
+#[cfg(test)]
+mod tests_random;
 #[cfg(test)]
 mod tests_rumqttc;
 

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-use super::tests::arb_packet;
+use super::tests_arb::arb_packet;
 use super::*;
 
 fn via_rumqttc(p: &Packet, v: ProtocolVersion) -> std::result::Result<Packet, String> {

@@ -27,6 +27,12 @@ pub mod server;
 pub mod terms;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_connect;
+#[cfg(test)]
+mod tests_names;
+#[cfg(test)]
+mod tests_partition;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
