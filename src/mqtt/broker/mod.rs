@@ -7,8 +7,9 @@
 //! are subscribes), then hands each delivery to the subscriber's bounded channel with
 //! `try_send`. A full channel (slow consumer) holds up the publishing client's task
 //! (backpressure: it stops reading its socket, so the publisher slows to the subscriber's pace,
-//! as TCP would) for up to [`QOS0_GRACE`] (QoS 0: then dropped, and later QoS 0 deliveries to
-//! that channel drop at once until it drains) or [`SLOW_CONSUMER_GRACE`] (QoS 1/2: then the
+//! as TCP would) for up to [`QOS0_GRACE`] (QoS 0: then dropped; if the subscriber took nothing
+//! meanwhile, later QoS 0 deliveries to it drop at once until it drains) or
+//! [`SLOW_CONSUMER_GRACE`] (QoS 1/2: then the
 //! subscriber is disconnected), counting `messages_dropped`; memory per connection stays
 //! bounded (`mailbox`). The session store
 //! (client id → live connection or stored offline session) is one short-held mutex, as EMQX 4's
@@ -86,7 +87,7 @@ pub enum ToConn {
 pub const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a publisher waits for room in a subscriber's full channel (QoS 0) before the
-/// delivery is dropped and the channel marked congested.
+/// delivery is dropped (and the channel marked congested if its receiver took nothing).
 pub const QOS0_GRACE: Duration = Duration::from_millis(20);
 
 /// One connection's deliveries from a publish batch, in message order: queued together (one
@@ -361,9 +362,9 @@ impl Broker {
     /// deliveries that find their subscriber's channel full are awaited, holding up only this
     /// publisher (which then stops reading its socket, so it slows to the subscriber's pace as
     /// over one TCP connection). QoS 1/2 waits up to [`SLOW_CONSUMER_GRACE`], then disconnects
-    /// the subscriber; QoS 0 waits up to [`QOS0_GRACE`], then is dropped and marks the channel
-    /// congested, so that later QoS 0 deliveries to a subscriber that is not reading drop at
-    /// once.
+    /// the subscriber; QoS 0 waits up to [`QOS0_GRACE`], then is dropped, and marks the channel
+    /// congested if the subscriber took nothing meanwhile, so that later QoS 0 deliveries to a
+    /// subscriber that is not reading drop at once ([`ConnBatch::wait_for_room`]).
     ///
     /// A batch (the PUBLISHes decoded from one read) is matched under one read guard and its
     /// deliveries are grouped per connection, so a connection gets one lock and at most one
