@@ -10,6 +10,9 @@
 //! all of them then read and dropped at full speed, and the subscriber's own task was starved
 //! of the CPU to drain its queue (3 % of what the broker read was delivered in the benchmark).
 //!
+//! The bound on the gate: a subscriber that reads nothing at all holds its publisher up one
+//! grace, not one per batch, so a reading subscriber of the same publisher keeps its pace.
+//!
 //! The clients are plain blocking sockets on their own threads (not tasks of the broker's
 //! runtime), writing MQTT 3.1.1 packets encoded here.
 
@@ -84,7 +87,19 @@ fn read_packet(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
 
 /// A connected MQTT 3.1.1 client (CONNACK read).
 fn connect(port: u16, id: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    connect_with(port, id, None)
+}
+
+/// [`connect`] with the socket's receive buffer set before connecting (a small one stops the
+/// kernel from absorbing megabytes for a client that does not read).
+fn connect_with(port: u16, id: &str, recv_buffer: Option<usize>) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(n) = recv_buffer {
+        sock.set_recv_buffer_size(n).unwrap();
+    }
+    sock.connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut body = string("MQTT");
     body.extend_from_slice(&[4, 0x02, 0, 60]);
@@ -96,7 +111,11 @@ fn connect(port: u16, id: &str) -> TcpStream {
 }
 
 fn subscribe(port: u16, id: &str, filter: &str) -> TcpStream {
-    let mut s = connect(port, id);
+    subscribe_with(port, id, filter, None)
+}
+
+fn subscribe_with(port: u16, id: &str, filter: &str, recv_buffer: Option<usize>) -> TcpStream {
+    let mut s = connect_with(port, id, recv_buffer);
     let mut body = vec![0, 1];
     body.extend_from_slice(&string(filter));
     body.push(0);
@@ -261,4 +280,69 @@ async fn fan_in_publishers_wait_for_their_subscriber_and_others_keep_their_pace(
         "unrelated subscriber got {other_received} of {other_sent}"
     );
     assert!(p99 < 500_000, "unrelated subscriber's p99 latency {p99} µs");
+}
+
+/// The other side of the gate: a QoS 0 subscriber that stops reading altogether must not hold
+/// up its publisher for more than a grace. Once its socket and channel are full and it took
+/// nothing for a whole grace, its deliveries are dropped at once and the publisher goes on at
+/// the pace of its other, reading subscriber (a gate that waited a grace per batch would
+/// throttle it to ~50 reads a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_does_not_hold_up_its_publisher() {
+    let b = Broker::new(BrokerConfig {
+        sys_interval: None,
+        ..Default::default()
+    });
+    let cfg = ListenerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), ListenerKind::Tcp);
+    let port = b.listen(&cfg).await.unwrap().port();
+    let (live, mut publisher) = tokio::task::spawn_blocking(move || {
+        (subscribe(port, "live-sub", "t"), connect(port, "pub"))
+    })
+    .await
+    .unwrap();
+    let mut clients = Clients {
+        stop: Arc::new(AtomicBool::new(false)),
+        sockets: vec![live.try_clone().unwrap(), publisher.try_clone().unwrap()],
+        threads: Vec::new(),
+    };
+    let got = Arc::new(AtomicU64::new(0));
+    clients.threads.push(reader(live, got.clone(), None));
+    let burst: Vec<u8> = (0..100).flat_map(|_| publish("t", &[b'x'; 64])).collect();
+    let stop = clients.stop.clone();
+    clients.threads.push(std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if publisher.write_all(&burst).is_err() {
+                return;
+            }
+        }
+    }));
+    let rate = |d: Duration| {
+        let n0 = got.load(Ordering::Relaxed);
+        std::thread::sleep(d);
+        got.load(Ordering::Relaxed) - n0
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let alone = rate(Duration::from_secs(1));
+
+    // A second subscriber that never reads: its small socket buffer, the broker's send buffer
+    // and output, then its channel fill up (well within 2 s at this rate).
+    let stuck = subscribe_with(port, "stuck-sub", "t", Some(4096));
+    clients.sockets.push(stuck.try_clone().unwrap());
+    let dropped = b.metrics().snapshot().messages_dropped;
+    std::thread::sleep(Duration::from_secs(2));
+    let beside_stuck = rate(Duration::from_secs(1));
+    let dropped = b.metrics().snapshot().messages_dropped - dropped;
+    drop(clients);
+    drop(stuck);
+    eprintln!(
+        "live subscriber: {alone}/s alone, {beside_stuck}/s beside a stuck one ({dropped} dropped)"
+    );
+    assert!(
+        dropped > 0,
+        "the stuck subscriber's deliveries were never dropped"
+    );
+    assert!(
+        beside_stuck * 4 >= alone,
+        "live subscriber fell from {alone}/s to {beside_stuck}/s beside a stuck one"
+    );
 }
