@@ -8,6 +8,9 @@
 mod beamq_gen;
 mod case;
 mod peers;
+#[path = "../../tests/common/ports.rs"]
+#[allow(dead_code)]
+mod ports;
 mod report;
 mod rumqttc_gen;
 

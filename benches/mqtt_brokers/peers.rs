@@ -55,9 +55,11 @@ impl Drop for Broker {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's client port range: the idle
+/// axis holds 19,000 client connections and leaves them in TIME_WAIT, and a port the kernel
+/// hands out with bind(0) lies in that range ("address already in use" at the broker's bind).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(crate::ports::free_listen_port())
 }
 
 /// An ekka node number `N` (dist port 4370 + N) whose port is free.
