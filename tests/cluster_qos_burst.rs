@@ -109,6 +109,22 @@ fn check(qos: QoS, got: &[(usize, usize)]) {
     }
 }
 
+/// Waits until `on`'s route table sends `topic` to the node named `to` (20 s at most).
+async fn await_route(on: &Beamq, topic: &str, to: &str) {
+    let t0 = Instant::now();
+    loop {
+        let out = ctl(&on.name, &["routes", "show", topic]);
+        if String::from_utf8_lossy(&out.stdout).contains(to) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "route never reached node 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_to_a_busy_remote_subscriber_arrives_exactly_once_in_order() {
     let args = ["--mqtt-port", "0", "--ws-port", "off"];
@@ -119,18 +135,7 @@ async fn a_burst_to_a_busy_remote_subscriber_arrives_exactly_once_in_order() {
 
     let (_s1, mut el1) = subscribe("sub-q1", n2.port("tcp"), QoS::AtLeastOnce).await;
     let (_s2, mut el2) = subscribe("sub-q2", n2.port("tcp"), QoS::ExactlyOnce).await;
-    let t0 = Instant::now();
-    loop {
-        let out = ctl(&n1.name, &["routes", "show", "burst/0"]);
-        if String::from_utf8_lossy(&out.stdout).contains(&n2.name) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "route never reached node 1"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_route(&n1, "burst/0", &n2.name).await;
     burst(n1.port("tcp"), &mut el1, &mut el2).await;
 }
 
@@ -266,18 +271,7 @@ async fn a_stuck_remote_subscriber_does_not_hold_up_the_others() {
     })
     .await
     .unwrap();
-    let t0 = Instant::now();
-    loop {
-        let out = ctl(&n1.name, &["routes", "show", "hol/x"]);
-        if String::from_utf8_lossy(&out.stdout).contains(&n2.name) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "route never reached node 1"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_route(&n1, "hol/x", &n2.name).await;
 
     let start = Instant::now();
     let payload = move |seq: usize| format!("{seq}:{}", start.elapsed().as_micros());

@@ -248,16 +248,7 @@ impl<P> FilterTrie<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::topic::TopicFilter;
-
-    fn trie(filters: &[&str]) -> FilterTrie<usize> {
-        let mut t = FilterTrie::new();
-        for (i, f) in filters.iter().enumerate() {
-            let f = TopicFilter::new(f).unwrap();
-            assert!(t.get_or_insert_with(&f, || i).unwrap().1);
-        }
-        t
-    }
+    use crate::router::filter_trie::tests::trie;
 
     /// `(topic index, filter)` in callback order, batched and one by one.
     fn both(

@@ -463,10 +463,11 @@ fn is_wildcard_text(filter: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn trie(filters: &[&str]) -> FilterTrie<usize> {
+    /// A trie holding `filters`, each with its index as the value.
+    pub(in crate::router) fn trie(filters: &[&str]) -> FilterTrie<usize> {
         let mut t = FilterTrie::new();
         for (i, f) in filters.iter().enumerate() {
             let f = TopicFilter::new(f).unwrap();

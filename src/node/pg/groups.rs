@@ -12,7 +12,7 @@ use super::key::TermKey;
 use crate::dist::etf::{Pid, Term};
 
 /// foldhash, as in the scope state (a sync inserts a peer's groups by the million).
-type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+pub(super) type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// One change of a group's members (pids with multiplicity: pg lets a process join a group
 /// several times, and each join needs its own leave).

@@ -15,7 +15,9 @@
 //! recorded pids; `join` and `leave` from the peer update its record and the table together.
 use std::collections::hash_map::Entry as MapEntry;
 
-use super::groups::{notify, subtract, Entry, Groups, Known, Membership, PidList};
+use tokio::sync::mpsc;
+
+use super::groups::{notify, subtract, Entry, Groups, HashMap, Known, Membership, PidList};
 use super::key::TermKey;
 use crate::dist::etf::{Pid, Term};
 
@@ -28,17 +30,17 @@ pub(super) enum Listed {
     Again,
 }
 
-/// The pids of a checked `PidOrPids`.
-fn pid_list(t: &Term) -> PidList {
+/// The pids of pg's `PidOrPids` (a pid or a proper list of pids); `None` for anything else.
+pub(super) fn pids_of(t: &Term) -> Option<PidList> {
     match t {
-        Term::Pid(p) => PidList::from_slice(&[*p]),
-        _ => t
-            .as_list()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Term::as_pid)
-            .collect(),
+        Term::Pid(p) => Some(PidList::from_slice(&[*p])),
+        _ => t.as_list()?.iter().map(Term::as_pid).collect(),
     }
+}
+
+/// The pids of a `PidOrPids` the sync's check ([`super::state`]'s `sync_list`) accepted.
+fn pid_list(t: &Term) -> PidList {
+    pids_of(t).unwrap_or_default()
 }
 
 /// Whether `t` holds exactly the pids `known`, in order, without building a list.
@@ -218,8 +220,8 @@ fn sync_entry(
     group: &TermKey,
     pids: &Term,
     stamp: u64,
-    subscribers: &mut Vec<tokio::sync::mpsc::UnboundedSender<Membership>>,
-    peer_groups: &mut std::collections::HashMap<Pid, usize, foldhash::fast::RandomState>,
+    subscribers: &mut Vec<mpsc::UnboundedSender<Membership>>,
+    peer_groups: &mut HashMap<Pid, usize>,
 ) -> Listed {
     let Some(k) = e.remote.iter_mut().find(|k| k.peer == peer) else {
         let new = pid_list(pids);

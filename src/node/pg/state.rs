@@ -13,9 +13,9 @@ use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::digest::DigestSeeds;
-use super::groups::Groups;
+use super::groups::{Groups, PidList};
 use super::key::TermKey;
-use super::remote::Listed;
+use super::remote::{pids_of, Listed};
 use crate::dist::etf::{Atom, Pid, Reference, Term};
 use crate::node::Dest;
 
@@ -82,14 +82,6 @@ type Joins = smallvec::SmallVec<[u64; 1]>;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("unexpected pg message {0:?}")]
 pub struct Unexpected(pub Term);
-
-fn pids_of(t: &Term) -> Option<Vec<Pid>> {
-    match t {
-        Term::Pid(p) => Some(vec![*p]),
-        Term::Nil => Some(Vec::new()),
-        _ => t.as_list()?.iter().map(Term::as_pid).collect(),
-    }
-}
 
 /// Whether `t` is a pid or a proper list of pids (pg's `PidOrPids`).
 fn is_pids(t: &Term) -> bool {
@@ -349,7 +341,7 @@ impl ScopeState {
         self.remote.insert(peer, p);
     }
 
-    fn join_remote(&mut self, peer: Pid, group: TermKey, pids: Vec<Pid>) {
+    fn join_remote(&mut self, peer: Pid, group: TermKey, pids: PidList) {
         let Some(p) = self.remote.get_mut(&peer) else {
             return;
         };
