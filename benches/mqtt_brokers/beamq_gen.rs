@@ -199,23 +199,35 @@ pub fn hold_idle<T>(
     n: usize,
     measure: impl FnOnce() -> T,
 ) -> Result<T, String> {
-    let mut args = common("conn", port, n, "bi");
-    args.extend([
-        "--concurrency".into(),
-        "64".into(),
-        "--ifaddr".into(),
-        "127.0.1.0/24".into(),
-        "--duration".into(),
-        "600".into(),
-    ]);
-    let g = Gen::spawn(beamq, &args)?;
-    let want = n as u64;
-    g.wait_for(Instant::now() + Duration::from_secs(300), |l| {
-        l.split_once("conns=")
-            .and_then(|(_, r)| r.split('/').next()?.parse::<u64>().ok())
-            == Some(want)
-    })
-    .ok_or_else(|| format!("idle: {n} connections did not come up"))?;
+    // One generator holds at most this many: each process has its own RLIMIT_NOFILE (20,000
+    // in an unprivileged container), so 100 k connections take several.
+    const PER_GENERATOR: usize = 15_000;
+    let mut gens = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let i = gens.len();
+        let take = left.min(PER_GENERATOR);
+        left -= take;
+        let mut args = common("conn", port, take, &format!("bi{i}-"));
+        args.extend([
+            "--concurrency".into(),
+            "64".into(),
+            "--ifaddr".into(),
+            format!("127.0.{}.0/24", 1 + i % 250),
+            "--duration".into(),
+            "600".into(),
+        ]);
+        gens.push((Gen::spawn(beamq, &args)?, take as u64));
+    }
+    let until = Instant::now() + Duration::from_secs(300);
+    for (g, want) in &gens {
+        g.wait_for(until, |l| {
+            l.split_once("conns=")
+                .and_then(|(_, r)| r.split('/').next()?.parse::<u64>().ok())
+                == Some(*want)
+        })
+        .ok_or_else(|| format!("idle: {n} connections did not come up"))?;
+    }
     std::thread::sleep(Duration::from_secs(2));
     Ok(measure())
 }

@@ -70,6 +70,14 @@ fn parse_opts() -> Result<Opts, String> {
             }
             "--brokers" => o.brokers = val()?.split(',').map(str::to_owned).collect(),
             "--cases" => o.cases = val()?.split(',').map(str::to_owned).collect(),
+            "--acceptors" => peers::set_acceptors(val()?.parse().map_err(|_| "bad --acceptors")?),
+            "--window" => peers::set_window(match val()?.as_str() {
+                "default" => None,
+                n => Some(
+                    n.parse()
+                        .map_err(|_| "bad --window (a number or default)")?,
+                ),
+            }),
             "--connect" => o.connect_n = val()?.parse().map_err(|_| "bad --connect")?,
             // `cargo bench` passes `--bench`; criterion-style filters are not used.
             "--bench" => {}

@@ -9,10 +9,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The outbound QoS 1/2 window every broker gets: rumqttd's shipped `max_inflight_count`
-/// (mosquitto's `max_inflight_messages` defaults to 20, beamq's `mqtt.max_inflight` to 32, as
-/// EMQX's), so that QoS 1 throughput compares brokers, not window sizes.
+/// The outbound QoS 1/2 window every broker gets by default: rumqttd's shipped
+/// `max_inflight_count` (mosquitto's `max_inflight_messages` defaults to 20, beamq's
+/// `mqtt.max_inflight` to 32, as EMQX's), so that QoS 1 throughput compares brokers, not window
+/// sizes. `--window default` leaves each broker at its own default instead.
 pub const WINDOW: u16 = 100;
+
+static WINDOW_SETTING: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+
+/// Sets the window for every broker started from now on (`None`: each broker's default).
+pub fn set_window(w: Option<u16>) {
+    let _ = WINDOW_SETTING.set(w);
+}
+
+static ACCEPTORS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// beamq's `listeners.tcp.default.acceptors` for every beamq started from now on.
+pub fn set_acceptors(n: usize) {
+    let _ = ACCEPTORS.set(n);
+}
+
+fn window() -> Option<u16> {
+    *WINDOW_SETTING.get_or_init(|| Some(WINDOW))
+}
 
 /// Which broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +110,13 @@ impl Broker {
         let mut cmd = match kind {
             Kind::Mosquitto => {
                 let conf = dir.path().join("mosquitto.conf");
-                let text = format!(
+                let mut text = format!(
                     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                     max_connections -1\nmax_inflight_messages {WINDOW}\n\
-                     log_dest stderr\nlog_type error\n"
+                     max_connections -1\nlog_dest stderr\nlog_type error\n"
                 );
+                if let Some(w) = window() {
+                    let _ = writeln!(text, "max_inflight_messages {w}");
+                }
                 std::fs::write(&conf, text).map_err(|e| e.to_string())?;
                 let mut c = Command::new(&bins.mosquitto);
                 c.arg("-c").arg(conf);
@@ -117,8 +138,13 @@ impl Broker {
                     .args(["--port-offset", &(20000 + n).to_string()])
                     .arg("--data-dir")
                     .arg(dir.path().join("data"));
-                c.env("RUST_LOG", "warn")
-                    .env("EMQX_MQTT__MAX_INFLIGHT", WINDOW.to_string());
+                c.env("RUST_LOG", "warn").env(
+                    "EMQX_LISTENERS__TCP__DEFAULT__ACCEPTORS",
+                    ACCEPTORS.get().copied().unwrap_or(1).to_string(),
+                );
+                if let Some(w) = window() {
+                    c.env("EMQX_MQTT__MAX_INFLIGHT", w.to_string());
+                }
                 c
             }
         };
@@ -184,10 +210,14 @@ fn rumqttd_config(port: u16, max_conns: usize) -> String {
          max_outgoing_packet_count = 200\nmax_segment_size = 104857600\nmax_segment_count = 10\n\n\
          [v4.1]\nname = \"v4-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\
          [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 20480\n\
-         max_inflight_count = {WINDOW}\ndynamic_filters = true\n"
+         max_inflight_count = {}\ndynamic_filters = true\n",
+        window().unwrap_or(RUMQTTD_SHIPPED_WINDOW)
     );
     s
 }
+
+/// `max_inflight_count` in rumqttd 0.20's shipped `rumqttd.toml`.
+const RUMQTTD_SHIPPED_WINDOW: u16 = 100;
 
 /// Finds a binary: `env` if set, else the first existing candidate.
 pub fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {

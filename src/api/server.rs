@@ -137,17 +137,34 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
         };
         let listener = Listener::bind(&plan.config).await.map_err(err)?;
         let addr = listener.local_addr().map_err(|e| err(e.into()))?;
-        bound.push((plan.name, addr, listener));
+        bound.push((plan.name, addr, listener, plan.config.acceptors));
     }
-    let mut listeners = Vec::with_capacity(bound.len());
-    for (name, addr, listener) in bound {
-        tracing::info!(%addr, kind = name, "MQTT listener");
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            if let Err(e) = broker.serve(listener).await {
-                tracing::error!(%addr, "MQTT listener stopped: {e}");
-            }
-        });
+    // Every acceptor runtime of every listener exists before the first acceptor takes a
+    // descriptor table of its own (transport::acceptors says why).
+    let mut serving = Vec::with_capacity(bound.len());
+    for (name, addr, listener, acceptors) in bound {
+        let runtimes = match acceptors {
+            0 | 1 => None,
+            n => Some(crate::mqtt::transport::acceptors::runtimes(n).map_err(|e| {
+                ServerError::Listener {
+                    name,
+                    bind: addr,
+                    source: e.into(),
+                }
+            })?),
+        };
+        serving.push((name, addr, listener, acceptors, runtimes));
+    }
+    let mut listeners = Vec::with_capacity(serving.len());
+    for (name, addr, listener, acceptors, runtimes) in serving {
+        tracing::info!(%addr, kind = name, acceptors, "MQTT listener");
+        broker
+            .spawn_serve(listener, runtimes)
+            .map_err(|e| ServerError::Listener {
+                name,
+                bind: addr,
+                source: e.into(),
+            })?;
         listeners.push(BoundListener { name, addr });
     }
     Ok(Server {

@@ -76,8 +76,36 @@ impl Beamq {
         config: Option<&str>,
         listeners: usize,
     ) -> Beamq {
+        Beamq::start_limited(dir, args, config, listeners, None)
+    }
+
+    /// As [`Beamq::start_in`], with the node's `RLIMIT_NOFILE` (soft and hard) set to `nofile`
+    /// when given.
+    pub fn start_limited(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        config: Option<&str>,
+        listeners: usize,
+        nofile: Option<u64>,
+    ) -> Beamq {
         let name = free_node_name("bqt");
-        let mut child = configured_command(dir.path(), &name, args, config)
+        let mut cmd = configured_command(dir.path(), &name, args, config);
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -120,6 +148,11 @@ impl Beamq {
             .ports
             .get(kind)
             .unwrap_or_else(|| panic!("no {kind} listener: {:?}", self.ports))
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A path in the node's directory.

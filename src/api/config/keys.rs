@@ -34,8 +34,10 @@ pub const KEYS: &[Key] = keys![
     "node.port_offset",
     "listeners.tcp.default.enable",
     "listeners.tcp.default.bind",
+    "listeners.tcp.default.acceptors",
     "listeners.ssl.default.enable",
     "listeners.ssl.default.bind",
+    "listeners.ssl.default.acceptors",
     "listeners.ssl.default.ssl_options.certfile",
     "listeners.ssl.default.ssl_options.keyfile",
     "listeners.ssl.default.ssl_options.cacertfile",
@@ -43,6 +45,7 @@ pub const KEYS: &[Key] = keys![
     "listeners.ssl.default.ssl_options.fail_if_no_peer_cert",
     "listeners.ws.default.enable",
     "listeners.ws.default.bind",
+    "listeners.ws.default.acceptors",
     "listeners.ws.default.websocket.mqtt_path",
     "listeners.ws.default.websocket.fail_if_no_subprotocol",
     "listeners.ws.default.websocket.max_frame_size",
@@ -84,6 +87,15 @@ fn bool_value(v: &str) -> Result<bool, String> {
         "true" | "on" => Ok(true),
         "false" | "off" => Ok(false),
         _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// `listeners.*.default.acceptors`: 1 to `MAX_ACCEPTORS`.
+fn acceptors(v: &str) -> Result<usize, String> {
+    use crate::mqtt::transport::acceptors::MAX_ACCEPTORS;
+    match int::<usize>(v)? {
+        n @ 1..=MAX_ACCEPTORS => Ok(n),
+        _ => Err(format!("{v:?} is not between 1 and {MAX_ACCEPTORS}")),
     }
 }
 
@@ -209,8 +221,10 @@ pub(super) fn apply(
         "node.port_offset" => int(v).map(|k| s.port_offset = k),
         "listeners.tcp.default.enable" => set_enable(&mut s.tcp, v, o),
         "listeners.tcp.default.bind" => set_bind(&mut s.tcp, v, o),
+        "listeners.tcp.default.acceptors" => acceptors(v).map(|n| s.tcp.acceptors = n),
         "listeners.ssl.default.enable" => set_enable(&mut s.ssl, v, o),
         "listeners.ssl.default.bind" => set_bind(&mut s.ssl, v, o),
+        "listeners.ssl.default.acceptors" => acceptors(v).map(|n| s.ssl.acceptors = n),
         "listeners.ssl.default.ssl_options.certfile" => {
             s.tls.certfile = Some(path(v, o));
             Ok(())
@@ -239,6 +253,7 @@ pub(super) fn apply(
         }
         "listeners.ws.default.enable" => set_enable(&mut s.ws, v, o),
         "listeners.ws.default.bind" => set_bind(&mut s.ws, v, o),
+        "listeners.ws.default.acceptors" => acceptors(v).map(|n| s.ws.acceptors = n),
         "listeners.ws.default.websocket.mqtt_path" => {
             if v.starts_with('/') {
                 s.websocket.path = v.to_owned();

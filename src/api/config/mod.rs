@@ -106,6 +106,9 @@ pub struct ListenerSetting {
     pub enable: Option<bool>,
     /// `bind`.
     pub bind: SocketAddr,
+    /// `acceptors`: threads taking this listener's connections, each with its own runtime and
+    /// descriptor table (`mqtt::transport::acceptors`); 1 serves on the node's runtime.
+    pub acceptors: usize,
     /// Whether `--port-offset` shifts the port: true for defaults and the file (one file
     /// serves several nodes on a machine), false for an exact `--*-port` flag.
     pub shift: bool,
@@ -118,6 +121,7 @@ impl ListenerSetting {
         ListenerSetting {
             enable: None,
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            acceptors: 1,
             shift: true,
             origin: Origin::Default,
         }
@@ -365,13 +369,19 @@ impl Settings {
             }
             Ok(bind)
         };
-        let plan = |name, bind, kind| {
+        let plan = |name, bind, kind, l: &ListenerSetting| {
             let mut config = ListenerConfig::new(bind, kind);
             config.handshake_timeout = self.handshake_timeout;
+            config.acceptors = l.acceptors;
             ListenerPlan { name, config }
         };
         if self.tcp.enable.unwrap_or(true) {
-            out.push(plan("tcp", shifted(&self.tcp)?, ListenerKind::Tcp));
+            out.push(plan(
+                "tcp",
+                shifted(&self.tcp)?,
+                ListenerKind::Tcp,
+                &self.tcp,
+            ));
         }
         let have_cert = self.tls.certfile.is_some() && self.tls.keyfile.is_some();
         if self.ssl.enable.unwrap_or(have_cert) {
@@ -395,13 +405,19 @@ impl Settings {
                 verify_peer: self.tls.verify_peer,
                 fail_if_no_peer_cert: self.tls.fail_if_no_peer_cert,
             };
-            out.push(plan("tls", shifted(&self.ssl)?, ListenerKind::Tls(tls)));
+            out.push(plan(
+                "tls",
+                shifted(&self.ssl)?,
+                ListenerKind::Tls(tls),
+                &self.ssl,
+            ));
         }
         if self.ws.enable.unwrap_or(true) {
             out.push(plan(
                 "ws",
                 shifted(&self.ws)?,
                 ListenerKind::Ws(self.websocket.clone()),
+                &self.ws,
             ));
         }
         Ok(out)

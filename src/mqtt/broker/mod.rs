@@ -34,7 +34,7 @@ use crate::mqtt::metrics::Metrics;
 use crate::mqtt::retained::{RetainedLimits, RetainedMessage, RetainedStore};
 use crate::mqtt::session::{AllowAll, AuthHook, Delivery, Message, SessionConfig};
 use crate::mqtt::sys::SysTopics;
-use crate::mqtt::transport::{Listener, ListenerConfig, TransportError};
+use crate::mqtt::transport::{acceptors, Listener, ListenerConfig, TransportError};
 use crate::router::{ReadMostly, ShareStrategy, SubscriptionTable};
 
 pub use cluster::{from_cluster, to_cluster};
@@ -322,7 +322,7 @@ impl Broker {
         }
     }
 
-    /// Binds `cfg` and serves it in a spawned task; returns the bound address.
+    /// Binds `cfg` and serves it (see [`Broker::spawn_serve`]); returns the bound address.
     pub async fn listen(&self, cfg: &ListenerConfig) -> Result<SocketAddr, TransportError> {
         let listener = Listener::bind(cfg).await?;
         let addr = listener.local_addr()?;
@@ -331,14 +331,36 @@ impl Broker {
             crate::mqtt::transport::ListenerKind::Tls(_) => "tls",
             crate::mqtt::transport::ListenerKind::Ws(_) => "ws",
         };
-        tracing::info!(%addr, kind, "MQTT listener");
-        let broker = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = broker.serve(listener).await {
-                tracing::error!(%addr, "MQTT listener stopped: {e}");
-            }
-        });
+        tracing::info!(%addr, kind, acceptors = cfg.acceptors, "MQTT listener");
+        let runtimes = match cfg.acceptors {
+            0 | 1 => None,
+            n => Some(acceptors::runtimes(n)?),
+        };
+        self.spawn_serve(listener, runtimes)?;
         Ok(addr)
+    }
+
+    /// Serves `listener` in a task on the node's runtime or, given acceptor runtimes (built
+    /// for every listener before any starts: [`acceptors::AcceptorRuntime`]), on threads of
+    /// their own (`listeners.*.default.acceptors`).
+    pub fn spawn_serve(
+        &self,
+        listener: Listener,
+        runtimes: Option<Vec<acceptors::AcceptorRuntime>>,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        let broker = self.clone();
+        match runtimes {
+            Some(rts) => acceptors::spawn(listener, rts, move |l| broker.clone().serve(l)),
+            None => {
+                tokio::spawn(async move {
+                    if let Err(e) = broker.serve(listener).await {
+                        tracing::error!(%addr, "MQTT listener stopped: {e}");
+                    }
+                });
+                Ok(())
+            }
+        }
     }
 
     /// Routes `msg` to every matching subscription on this node and forwards it to the other

@@ -8,6 +8,7 @@
 //! handshake holds only its own task and socket. Default ports are EMQX 4's; the caller adds
 //! the node's port offset ([`ListenerConfig::port`] + `--port-offset`).
 
+pub mod acceptors;
 pub mod framed;
 mod stream;
 pub mod tls;
@@ -16,7 +17,8 @@ pub mod ws;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -56,6 +58,9 @@ pub struct ListenerConfig {
     pub handshake_timeout: Duration,
     /// Listen backlog: connection floods queue here instead of being refused by the kernel.
     pub backlog: u32,
+    /// Acceptor threads, each with its own runtime and descriptor table
+    /// ([`acceptors`]); 1 serves on the node's runtime.
+    pub acceptors: usize,
 }
 
 impl ListenerConfig {
@@ -67,6 +72,7 @@ impl ListenerConfig {
             kind,
             handshake_timeout: Duration::from_secs(15),
             backlog: 1024,
+            acceptors: 1,
         }
     }
 
@@ -102,11 +108,15 @@ enum Handshake {
     Ws(WsConfig),
 }
 
+/// How often `accept` logs that the process is out of descriptors while it stays so.
+const EXHAUSTED_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// A bound listener.
 pub struct Listener {
     tcp: TcpListener,
     handshake: Arc<Handshake>,
     timeout: Duration,
+    exhausted_logged: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -172,12 +182,30 @@ impl Listener {
             tcp,
             handshake: Arc::new(handshake),
             timeout: cfg.handshake_timeout,
+            exhausted_logged: Mutex::new(None),
         })
     }
 
     /// The bound address (the real port when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// Out of descriptors lasts as long as the clients stay: one line per
+    /// `EXHAUSTED_LOG_EVERY`, not one per retry.
+    fn log_exhausted(&self, e: &io::Error) {
+        let now = Instant::now();
+        let mut last = self
+            .exhausted_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= EXHAUSTED_LOG_EVERY) {
+            *last = Some(now);
+            tracing::warn!(
+                addr = ?self.tcp.local_addr().ok(),
+                "accept: {e}; new connections wait in the backlog"
+            );
+        }
     }
 
     /// Waits for the next TCP connection; transient failures are logged and ridden out.
@@ -198,11 +226,10 @@ impl Listener {
                     });
                 }
                 Err(e) => match transient(&e) {
+                    Some(pause) if pause.is_zero() => tracing::warn!("accept: {e}"),
                     Some(pause) => {
-                        tracing::warn!("accept: {e}");
-                        if !pause.is_zero() {
-                            tokio::time::sleep(pause).await;
-                        }
+                        self.log_exhausted(&e);
+                        tokio::time::sleep(pause).await;
                     }
                     None => return Err(e),
                 },
