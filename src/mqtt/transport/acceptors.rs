@@ -20,6 +20,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use tokio::net::TcpListener;
@@ -39,8 +40,18 @@ pub const MAX_ACCEPTORS: usize = 1024;
 /// ([`spawn`]).
 pub struct AcceptorRuntime(tokio::runtime::Runtime);
 
-/// `n` acceptor runtimes (at least one, at most [`MAX_ACCEPTORS`]).
+/// Set once the first acceptor may have taken a table of its own: from then on a new runtime
+/// would be missing from that table.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// `n` acceptor runtimes (at least one, at most [`MAX_ACCEPTORS`]). An error once any
+/// acceptor has started: build the runtimes of every listener first.
 pub fn runtimes(n: usize) -> io::Result<Vec<AcceptorRuntime>> {
+    if STARTED.load(Ordering::SeqCst) {
+        return Err(io::Error::other(
+            "acceptor runtimes must all be built before the first acceptor starts",
+        ));
+    }
     (0..n.clamp(1, MAX_ACCEPTORS))
         .map(|_| {
             tokio::runtime::Builder::new_current_thread()
@@ -69,6 +80,7 @@ where
     // Off the node's runtime: each acceptor registers its own descriptor with its own epoll.
     let socket = tcp.into_std()?;
     let fd = socket.as_raw_fd();
+    STARTED.store(true, Ordering::SeqCst);
     for (i, AcceptorRuntime(rt)) in runtimes.into_iter().enumerate() {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let serve = serve.clone();
