@@ -278,3 +278,24 @@ fn every_key_is_documented() {
         );
     }
 }
+
+#[test]
+fn acceptors_per_listener() {
+    let s = with_file("listeners.tcp.default.acceptors = 8\nlisteners.ws.default.acceptors = 2\n")
+        .unwrap();
+    let plans = s.listeners().unwrap();
+    let acceptors: Vec<_> = plans.iter().map(|p| (p.name, p.config.acceptors)).collect();
+    assert_eq!(acceptors, [("tcp", 8), ("ws", 2)]);
+    assert_eq!(
+        with_file("").unwrap().listeners().unwrap()[0]
+            .config
+            .acceptors,
+        1
+    );
+    for bad in ["0", "1025", "many", "-1"] {
+        let e = with_file(&format!("listeners.tcp.default.acceptors = {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listeners.tcp.default.acceptors"), "{bad}: {e}");
+    }
+}
