@@ -342,7 +342,8 @@ async fn v5_connect(
 }
 
 /// TLS (a CA and a server certificate generated now) and plain TCP from one config file;
-/// a v3.1.1 client over TLS and a v5 client over TCP exchange messages both ways.
+/// a v3.1.1 client over TLS and a v5 client over TCP exchange messages both ways. TLS runs on
+/// two acceptor threads of its own (`acceptors`), TCP on the node's runtime.
 #[tokio::test]
 async fn tls_listener_from_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,6 +352,7 @@ async fn tls_listener_from_config() {
                 listeners.ssl.default.bind = \"127.0.0.1:0\"\n\
                 listeners.ssl.default.ssl_options.certfile = cert.pem\n\
                 listeners.ssl.default.ssl_options.keyfile = key.pem\n\
+                listeners.ssl.default.acceptors = 2\n\
                 listeners.ws.default.bind = \"127.0.0.1:0\"\n";
     let node = Beamq::start_in(dir, &[], Some(conf), 3);
     let (tcp, tls) = (node.port("tcp"), node.port("tls"));
@@ -404,11 +406,14 @@ async fn tls_listener_from_config() {
 
 /// MQTT over WebSocket (`/mqtt`, subprotocol `mqtt`) from the config file: rumqttc 3.1.1 and
 /// 5.0 clients over WebSocket and a TCP client, messages both ways; another path is refused.
+/// WebSocket and TCP each run on acceptor threads of their own.
 #[tokio::test]
 async fn websocket_listener_from_config() {
     let conf = "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
                 listeners.ws.default.bind = \"127.0.0.1:0\"\n\
-                listeners.ws.default.websocket.mqtt_path = \"/mqtt\"\n";
+                listeners.ws.default.websocket.mqtt_path = \"/mqtt\"\n\
+                listeners.ws.default.acceptors = 2\n\
+                listeners.tcp.default.acceptors = 2\n";
     let node = Beamq::start(&[], Some(conf), 2);
     let ws = node.port("ws");
     let url = format!("ws://127.0.0.1:{ws}/mqtt");
