@@ -38,7 +38,17 @@ pub const MAX_ACCEPTORS: usize = 1024;
 /// and each acceptor's copy. `unshare` copies the table as it is at that moment, so all
 /// acceptor runtimes, of every listener, are built first ([`runtimes`]), then started
 /// ([`spawn`]).
-pub struct AcceptorRuntime(tokio::runtime::Runtime);
+pub struct AcceptorRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for AcceptorRuntime {
+    /// One that never started is dropped where it was built, on the node's runtime, where
+    /// dropping a runtime the blocking way would panic.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// Set once the first acceptor may have taken a table of its own: from then on a new runtime
 /// would be missing from that table.
@@ -52,12 +62,16 @@ pub fn runtimes(n: usize) -> io::Result<Vec<AcceptorRuntime>> {
             "acceptor runtimes must all be built before the first acceptor starts",
         ));
     }
+    build(n)
+}
+
+fn build(n: usize) -> io::Result<Vec<AcceptorRuntime>> {
     (0..n.clamp(1, MAX_ACCEPTORS))
         .map(|_| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(AcceptorRuntime)
+                .map(|rt| AcceptorRuntime(Some(rt)))
         })
         .collect()
 }
@@ -81,7 +95,10 @@ where
     let socket = tcp.into_std()?;
     let fd = socket.as_raw_fd();
     STARTED.store(true, Ordering::SeqCst);
-    for (i, AcceptorRuntime(rt)) in runtimes.into_iter().enumerate() {
+    for (i, mut acceptor) in runtimes.into_iter().enumerate() {
+        let Some(rt) = acceptor.0.take() else {
+            continue;
+        };
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let serve = serve.clone();
         let handshake = handshake.clone();
@@ -245,5 +262,13 @@ mod tests {
             names.iter().all(|n| n.starts_with("mqtt-acceptor-")),
             "{names:?}"
         );
+    }
+
+    /// Runtimes that never start are dropped on the node's runtime without a panic (a later
+    /// listener failed to bind, say).
+    #[tokio::test]
+    async fn unstarted_runtimes_drop_in_async_context() {
+        let rts = build(2).unwrap();
+        drop(rts);
     }
 }
