@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use beamq::mqtt::broker::{Broker, BrokerConfig};
+
+#[path = "../tests/common/fdlimit.rs"]
+mod fdlimit;
 use beamq::mqtt::transport::{ListenerConfig, ListenerKind};
 
 /// Size classes of 8 bytes up to this size; larger blocks share the last class.
@@ -95,22 +98,8 @@ fn open(addr: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn main() {
-    raise_fd_limit();
+    fdlimit::raise_soft_nofile(u64::MAX);
     let n: usize = std::env::var("IDLE_CONNS")
         .ok()
         .and_then(|v| v.parse().ok())

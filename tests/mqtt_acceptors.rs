@@ -46,24 +46,9 @@ fn packet(first: u8, body: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The test's own sockets: up to 2 × [`CLIENTS`] per test, two tests at once. Raises the
-/// soft limit towards the hard one (no privilege needed).
-fn raise_own_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max.min(4096).max(lim.rlim_cur);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn node(acceptors: usize) -> Beamq {
-    raise_own_nofile();
+    // The test's own sockets: up to 2 × CLIENTS per test, two tests at once.
+    common::fdlimit::raise_soft_nofile(4096);
     let config = format!("listeners.tcp.default.acceptors = {acceptors}\n");
     Beamq::start_limited(
         tempfile::tempdir().unwrap(),

@@ -3,5 +3,6 @@
 
 pub mod beamq;
 pub mod cluster;
+pub mod fdlimit;
 pub mod mosquitto;
 pub mod ports;
