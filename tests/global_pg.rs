@@ -108,7 +108,7 @@ async fn two_beamq_nodes_sync_global_and_share_pg_groups() {
         joined,
         Some(Membership::Join {
             group: group.clone(),
-            pids: vec![member]
+            pids: beamq::node::pg::PidList::from_slice(&[member])
         })
     );
 

@@ -23,20 +23,21 @@ pub enum Membership {
         /// The group.
         group: Term,
         /// The pids that joined (local or remote).
-        pids: Vec<Pid>,
+        pids: PidList,
     },
     /// `pids` left `group` (or went down, or their node's scope did).
     Leave {
         /// The group.
         group: Term,
         /// The pids that left.
-        pids: Vec<Pid>,
+        pids: PidList,
     },
 }
 
 /// A group's pids: nearly always one (a route group has one member per node), kept inline
-/// so a million groups are not a million small allocations per list.
-pub(super) type PidList = SmallVec<[Pid; 1]>;
+/// so a million groups are not a million small allocations per list, nor a million events
+/// ([`Membership`]) one allocation each.
+pub type PidList = SmallVec<[Pid; 1]>;
 
 /// One group: every member (newest first), this node's members, and each peer scope's
 /// members as that peer last reported them (see [`super::remote`]).
@@ -180,7 +181,7 @@ impl Groups {
         e.local.insert_many(0, pids.iter().copied());
         self.notify(Membership::Join {
             group: group.term().clone(),
-            pids: pids.to_vec(),
+            pids: PidList::from_slice(pids),
         });
     }
 
@@ -196,7 +197,7 @@ impl Groups {
         }
         self.notify(Membership::Leave {
             group: group.term().clone(),
-            pids: pids.to_vec(),
+            pids: PidList::from_slice(pids),
         });
     }
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use groups::{Groups, Membership};
+pub use groups::{Groups, Membership, PidList};
 pub use key::TermKey;
 
 use super::runtime::{Node, SpawnOpts};

@@ -59,14 +59,14 @@ fn same_pids(t: &Term, known: &[Pid]) -> bool {
 fn join_event(group: &TermKey, pids: &[Pid]) -> Membership {
     Membership::Join {
         group: group.term().clone(),
-        pids: pids.to_vec(),
+        pids: PidList::from_slice(pids),
     }
 }
 
 fn leave_event(group: &TermKey, pids: &[Pid]) -> Membership {
     Membership::Leave {
         group: group.term().clone(),
-        pids: pids.to_vec(),
+        pids: PidList::from_slice(pids),
     }
 }
 

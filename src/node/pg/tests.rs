@@ -329,11 +329,11 @@ fn subscribers_see_every_change_after_their_snapshot() {
         vec![
             Membership::Join {
                 group: Term::binary(b"b"),
-                pids: vec![pid(PEER, 3)]
+                pids: smallvec::smallvec![pid(PEER, 3)]
             },
             Membership::Leave {
                 group: Term::binary(b"a"),
-                pids: vec![pid(PEER, 2)]
+                pids: smallvec::smallvec![pid(PEER, 2)]
             },
         ]
     );
@@ -441,19 +441,19 @@ fn a_repeated_sync_changes_nothing_and_a_changed_one_only_what_changed() {
         vec![
             Membership::Leave {
                 group: b.clone(),
-                pids: vec![p2, p3]
+                pids: smallvec::smallvec![p2, p3]
             },
             Membership::Join {
                 group: b,
-                pids: vec![p3]
+                pids: smallvec::smallvec![p3]
             },
             Membership::Join {
                 group: Term::binary(b"c"),
-                pids: vec![p2]
+                pids: smallvec::smallvec![p2]
             },
             Membership::Leave {
                 group: Term::binary(b"a"),
-                pids: vec![p2]
+                pids: smallvec::smallvec![p2]
             },
         ]
     );

@@ -269,6 +269,7 @@ impl ClusterRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::pg::PidList;
 
     fn pid(node: &str, id: u32) -> Pid {
         Pid {
@@ -286,14 +287,14 @@ mod tests {
     fn join(group: &str, pids: &[Pid]) -> Membership {
         Membership::Join {
             group: g(group),
-            pids: pids.to_vec(),
+            pids: PidList::from_slice(pids),
         }
     }
 
     fn leave(group: &str, pids: &[Pid]) -> Membership {
         Membership::Leave {
             group: g(group),
-            pids: pids.to_vec(),
+            pids: PidList::from_slice(pids),
         }
     }
 
@@ -349,13 +350,13 @@ mod tests {
         let mut t = ClusterRoutes::new(Atom::new("a@h"));
         t.apply(&Membership::Join {
             group: Term::atom("t"),
-            pids: vec![b],
+            pids: smallvec::smallvec![b],
         });
         t.apply(&join("a/#/b", &[b]));
         t.apply(&join("", &[b]));
         t.apply(&Membership::Leave {
             group: Term::tuple(vec![Term::Int(1)]),
-            pids: vec![b],
+            pids: smallvec::smallvec![b],
         });
         assert!(t.is_empty());
         assert_eq!(t.ignored(), 3);
