@@ -418,6 +418,11 @@ mod tests {
             Ok(Request::Stop(b"foo".to_vec()))
         );
         assert_eq!(Request::decode(b"s"), Err(RequestError::StopTooSmall));
+        // A name of NULs only is the empty name. C's `epmd -stop ""` sends a bare `s`, which
+        // the daemon refuses as too small, so that name has no encoding of its own (found by
+        // the `epmd_request` fuzz target, whose round trip skips it).
+        assert_eq!(Request::decode(b"s\0\0\0"), Ok(Request::Stop(Vec::new())));
+        assert_eq!(Request::Stop(Vec::new()).encode(), vec![0, 1, 115]);
     }
 
     #[test]
