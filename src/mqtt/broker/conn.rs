@@ -127,8 +127,16 @@ pub(super) async fn run(broker: Broker, mut stream: Transport, peer: SocketAddr)
                 resumed |= task.wait(&mut conn, wait).await;
             }
         }
+        let routed = !publishes.is_empty();
         if let Some(wait) = task.publish(&mut publishes) {
             task.wait(&mut conn, wait).await;
+        }
+        if routed {
+            // The subscribers' tasks our deliveries woke wait on this worker (tokio's LIFO
+            // slot) until this task yields: let them write the message out before we write our
+            // PUBACKs. Measured (BENCHMARKS.md run 12): p50 latency at 5 k msg/s QoS 1 down by
+            // 15-35 %, throughput unchanged.
+            tokio::task::yield_now().await;
         }
         if !task.flush(&mut conn, &mut stream, now).await {
             conn.handle_eof(Instant::now());
