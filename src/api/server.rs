@@ -143,16 +143,13 @@ pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
     // descriptor table of its own (transport::acceptors says why).
     let mut serving = Vec::with_capacity(bound.len());
     for (name, addr, listener, acceptors) in bound {
-        let runtimes = match acceptors {
-            0 | 1 => None,
-            n => Some(crate::mqtt::transport::acceptors::runtimes(n).map_err(|e| {
-                ServerError::Listener {
-                    name,
-                    bind: addr,
-                    source: e.into(),
-                }
-            })?),
-        };
+        let runtimes = crate::mqtt::transport::acceptors::runtimes_for(acceptors).map_err(|e| {
+            ServerError::Listener {
+                name,
+                bind: addr,
+                source: e.into(),
+            }
+        })?;
         serving.push((name, addr, listener, acceptors, runtimes));
     }
     let mut listeners = Vec::with_capacity(serving.len());

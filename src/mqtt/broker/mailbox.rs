@@ -93,11 +93,6 @@ impl<T> Sender<T> {
         self.0.lock().congested
     }
 
-    /// Records that a sender gave up waiting.
-    pub fn mark_congested(&self) {
-        self.0.lock().congested = true;
-    }
-
     /// How many times the receiver has taken items so far (compare with
     /// [`Sender::mark_congested_unless_taken`]).
     pub fn takes(&self) -> u64 {
@@ -262,7 +257,7 @@ mod tests {
         assert!(tx.try_send(3).is_ok());
         rx.recv_batch(&mut batch).await;
         assert_eq!(batch.pop_front(), Some(3));
-        tx.mark_congested();
+        tx.mark_congested_unless_taken(tx.takes());
         assert!(tx.is_congested());
         assert!(tx.try_send(4).is_ok());
         rx.recv_batch(&mut batch).await;

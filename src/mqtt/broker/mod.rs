@@ -332,11 +332,7 @@ impl Broker {
             crate::mqtt::transport::ListenerKind::Ws(_) => "ws",
         };
         tracing::info!(%addr, kind, acceptors = cfg.acceptors, "MQTT listener");
-        let runtimes = match cfg.acceptors {
-            0 | 1 => None,
-            n => Some(acceptors::runtimes(n)?),
-        };
-        self.spawn_serve(listener, runtimes)?;
+        self.spawn_serve(listener, acceptors::runtimes_for(cfg.acceptors)?)?;
         Ok(addr)
     }
 

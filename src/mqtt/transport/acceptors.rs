@@ -65,6 +65,15 @@ pub fn runtimes(n: usize) -> io::Result<Vec<AcceptorRuntime>> {
     build(n)
 }
 
+/// The runtimes for a listener configured with `acceptors`: none for 1 (it serves on the
+/// node's runtime), else [`runtimes`].
+pub fn runtimes_for(acceptors: usize) -> io::Result<Option<Vec<AcceptorRuntime>>> {
+    match acceptors {
+        0 | 1 => Ok(None),
+        n => runtimes(n).map(Some),
+    }
+}
+
 fn build(n: usize) -> io::Result<Vec<AcceptorRuntime>> {
     (0..n.clamp(1, MAX_ACCEPTORS))
         .map(|_| {
